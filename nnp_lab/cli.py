@@ -1,0 +1,162 @@
+"""Command line: ``nnp-lab dataset build``, ``train``, ``eval``, ``demo``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from nnp_lab.errors import NNPLabError
+
+app = typer.Typer(
+    help="nnp-lab: build datasets from reference calculations, train neural-network potentials, evaluate them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+dataset_app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print nnp-lab errors as one clear message (exit code 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NNPLabError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@dataset_app.command("build")
+@_friendly
+def dataset_build(
+    config: Path = typer.Argument(..., help="YAML/JSON dataset build config"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="output netCDF (default: the config's `output`)"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Generate structures, label them with the reference (cached), write netCDF."""
+    from nnp_lab.config_io import load_config
+    from nnp_lab.data.build import DatasetBuildConfig, build_dataset, summarize_sources
+
+    cfg = load_config(DatasetBuildConfig, config)
+    base = config.resolve().parent
+    ds = build_dataset(cfg, base_dir=base, show_progress=not quiet)
+    target = out or (base / cfg.output)
+    ds.save(target)
+    _print_json({"output": str(target), **ds.summary(), "sources": summarize_sources(ds)})
+
+
+@dataset_app.command("info")
+@_friendly
+def dataset_info(
+    path: Path = typer.Argument(..., help="dataset file (netCDF, ANI HDF5 or ase-readable)"),
+) -> None:
+    """Print a summary of a dataset."""
+    from nnp_lab.data.dataset import Dataset
+
+    _print_json(Dataset.read(path).summary())
+
+
+@app.command("train")
+@_friendly
+def train(
+    data: Path = typer.Argument(
+        ..., help="dataset: netCDF, ANI HDF5, or any ase-readable file with energies/forces"
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="output directory (model.pt, checkpoint.pt, metrics.nc, ...)"
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML/JSON with model/training/split sections"
+    ),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
+    epochs: int | None = typer.Option(None, help="override training.epochs"),
+    device: str | None = typer.Option(None, help="override training.device (auto, cpu, cuda:0)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train a potential (species inferred from the data) and report test errors."""
+    from nnp_lab.config_io import read_mapping, validate
+    from nnp_lab.data.dataset import Dataset
+    from nnp_lab.training.run import TrainRunConfig, train_from_dataset
+
+    raw = read_mapping(config) if config else {}
+    training = dict(raw.get("training") or {})
+    if epochs is not None:
+        training["epochs"] = epochs
+    if device is not None:
+        training["device"] = device
+    if training:
+        raw["training"] = training
+    cfg = validate(TrainRunConfig, raw, source=str(config) if config else "training options")
+    ds = Dataset.read(data)
+    summary = train_from_dataset(ds, cfg, out, resume=resume, show_progress=not quiet)
+    _print_json(summary)
+
+
+@app.command("eval")
+@_friendly
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="model file written by training (model.pt)"),
+    data: Path = typer.Argument(..., help="dataset to evaluate on"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write parity data (netCDF)"),
+    plot: Path | None = typer.Option(None, "--plot", help="write a parity plot (PNG)"),
+) -> None:
+    """Evaluate a model: MAE/RMSE of energy (meV/atom), forces (meV/Å), stress."""
+    from nnp_lab._atomic import atomic_write
+    from nnp_lab.data.dataset import Dataset
+    from nnp_lab.models.serialization import load
+    from nnp_lab.training.evaluation import evaluate, metrics
+
+    pot = load(model)
+    parity = evaluate(pot, Dataset.read(data))
+    if out:
+        atomic_write(out, lambda tmp: parity.to_netcdf(tmp, engine="h5netcdf"))
+    if plot:
+        from nnp_lab.demo import plot_parity
+
+        plot_parity(parity, plot)
+    _print_json({"n_structures": parity.attrs["n_structures"], **metrics(parity)})
+
+
+@app.command("demo")
+@_friendly
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="output directory"),
+    quick: bool = typer.Option(False, "--quick", help="tiny dataset and few epochs (smoke test)"),
+) -> None:
+    """Cu with EMT: build data, train, test MAE, 1 ps NVE drift, parity plot."""
+    from nnp_lab.demo import run_demo
+
+    summary = run_demo(out, quick=quick)
+    typer.echo("")
+    typer.echo(
+        f"test energy MAE : {summary['test_energy_mae_meV_per_atom']:.2f} meV/atom (target < 5)"
+    )
+    typer.echo(f"test force MAE  : {summary['test_force_mae_meV_per_A']:.1f} meV/Å (target < 100)")
+    typer.echo(
+        f"NVE energy drift: {summary['nve_drift_meV_per_atom_per_ps']:.3f} meV/atom/ps (target < 1)"
+    )
+    typer.echo(f"outputs in {out}/ (summary.json, parity.png, model.pt, dataset.nc, metrics.nc)")
+    if not quick and not all(summary["targets_met"].values()):
+        typer.secho(f"targets missed: {summary['targets_met']}", fg=typer.colors.YELLOW, err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app()
