@@ -68,7 +68,7 @@ def run_nve(
     """
     from ase import units
     from ase.io.trajectory import Trajectory
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
     from ase.md.verlet import VelocityVerlet
 
     from nnp_lab.dynamics.calculator import NNPCalculator
@@ -77,8 +77,11 @@ def run_nve(
     atoms.calc = NNPCalculator(model_path, dtype="float64")
     rng = np.random.default_rng(seed)
     # start at 2T: in NVE about half the kinetic energy flows into the potential (equipartition)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=2 * temperature_K, rng=rng)
-    Stationary(atoms)
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
+        vd.thermalize_momenta(atoms, 2 * temperature_K, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=2 * temperature_K, rng=rng)
+    vd.Stationary(atoms)
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     times, epot, ekin = [], [], []
     traj = Trajectory(str(trajectory), "w", atoms) if trajectory else None

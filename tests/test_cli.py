@@ -92,4 +92,4 @@ def test_errors_are_one_clear_line(tmp_path, alloy_file):
     res = nnp("dataset", "info", str(junk), check=False)
     assert res.returncode == 2 and "ase.io could not read it" in res.stderr
     res = nnp("eval", str(junk), str(alloy_file), check=False)
-    assert res.returncode == 2 and "not an nnp-lab model file" in res.stderr
+    assert res.returncode == 2 and "not a readable nnp-lab model file" in res.stderr

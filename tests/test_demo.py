@@ -14,7 +14,15 @@ from nnp_lab.demo import TARGETS, run_demo
 @pytest.mark.slow
 def test_quick_demo_meets_the_targets(tmp_path):
     summary = run_demo(tmp_path, quick=True, show_progress=False)
-    for name in ("dataset.nc", "model.pt", "metrics.nc", "test_parity.nc", "parity.png", "nve.nc", "summary.json"):
+    for name in (
+        "dataset.nc",
+        "model.pt",
+        "metrics.nc",
+        "test_parity.nc",
+        "parity.png",
+        "nve.nc",
+        "summary.json",
+    ):
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
     ds = Dataset.load(tmp_path / "dataset.nc")

@@ -127,7 +127,7 @@ def test_wrong_value_type_in_config(tmp_path):
 def test_corrupt_training_checkpoint(cu_dataset, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     pot = Potential(species=["Cu"], descriptor="metal", hidden=[8])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable nnp-lab training checkpoint"):
         Trainer(pot, cu_dataset, epochs=1, workdir=tmp_path).fit(resume=True, show_progress=False)
 
 

@@ -216,5 +216,5 @@ def test_checkpoint_for_other_species_is_refused(organic, tmp_path):
 def test_not_a_model_file(tmp_path):
     bad = tmp_path / "x.pt"
     bad.write_text("hello")
-    with pytest.raises(CheckpointError, match="not an nnp-lab model"):
+    with pytest.raises(CheckpointError, match="not a readable nnp-lab model file"):
         nnp_lab.load(bad)

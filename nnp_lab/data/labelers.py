@@ -198,8 +198,28 @@ def _ase_results(calc: Calculator, atoms: Atoms, want_stress: bool) -> LabelResu
     )
 
 
+# ---------------------------------------------------------------------------- ASE-backed
+class _CalculatorLabeler(Labeler):
+    """A labeler that reuses one ASE calculator from :meth:`as_calculator`.
+
+    The calculator is rebuilt after a failure: a failed calculation (e.g. an unconverged
+    tblite SCF) can leave its cached state unusable.
+    """
+
+    _calc: Calculator | None = None
+
+    def compute(self, atoms: Atoms) -> LabelResult:
+        if self._calc is None:
+            self._calc = self.as_calculator()
+        try:
+            return _ase_results(self._calc, atoms, want_stress=True)
+        except Exception:
+            self._calc = None
+            raise
+
+
 # ---------------------------------------------------------------------------- EMT
-class EMTLabeler(Labeler):
+class EMTLabeler(_CalculatorLabeler):
     """ASE's effective-medium theory (``ase.calculators.emt.EMT``).
 
     Energy and forces for any structure of the elements EMT has parameters for
@@ -231,15 +251,6 @@ class EMTLabeler(Labeler):
                 f"{sorted(self.supported)}. Use another labeler (e.g. XTBLabeler)."
             )
 
-    def compute(self, atoms: Atoms) -> LabelResult:
-        if self._calc is None:
-            self._calc = self.as_calculator()
-        try:
-            return _ase_results(self._calc, atoms, want_stress=True)
-        except Exception:
-            self._calc = None
-            raise
-
     def as_calculator(self) -> Calculator:
         from ase.calculators.emt import EMT
 
@@ -251,7 +262,7 @@ XTB_METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
 XTB_MAX_Z = 86  # GFN1/GFN2 parameters cover H-Rn
 
 
-class XTBLabeler(Labeler):
+class XTBLabeler(_CalculatorLabeler):
     """Extended tight binding via tblite (``tblite.ase.TBLite``).
 
     ``charge`` and ``multiplicity`` are always passed to tblite, so the atoms' initial
@@ -319,15 +330,6 @@ class XTBLabeler(Labeler):
                 f"{n_elec} electrons (charge {self.charge}) cannot have multiplicity "
                 f"{self.multiplicity}; set charge/multiplicity consistently"
             )
-
-    def compute(self, atoms: Atoms) -> LabelResult:
-        if self._calc is None:
-            self._calc = self.as_calculator()
-        try:
-            return _ase_results(self._calc, atoms, want_stress=True)
-        except Exception:
-            self._calc = None  # a failed SCF can leave tblite's cached state unusable
-            raise
 
     def as_calculator(self) -> Calculator:
         return _fresh_tblite_class()(
@@ -720,7 +722,7 @@ class PySCFLabeler(Labeler):
 
 
 # ---------------------------------------------------------------------------- any ASE calculator
-class ASELabeler(Labeler):
+class ASELabeler(_CalculatorLabeler):
     """Any ASE calculator as a labeler.
 
     ``factory()`` builds the calculator (called lazily once, and again after a failure);
@@ -755,15 +757,6 @@ class ASELabeler(Labeler):
 
     def settings(self) -> dict[str, Any]:
         return dict(self._settings)
-
-    def compute(self, atoms: Atoms) -> LabelResult:
-        if self._calc is None:
-            self._calc = self.factory()
-        try:
-            return _ase_results(self._calc, atoms, want_stress=True)
-        except Exception:
-            self._calc = None
-            raise
 
     def as_calculator(self) -> Calculator:
         return self.factory()

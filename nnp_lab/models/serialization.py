@@ -51,18 +51,27 @@ def save_potential(
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _read(path: str | os.PathLike) -> dict[str, Any]:
+def read_tagged(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a file whose ``"format"`` entry must be ``fmt``.
+
+    Any failure becomes a :class:`CheckpointError` naming the file and ``what`` it should be.
+    """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"model file {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"{path} is not an nnp-lab model file ({type(exc).__name__}: {str(exc)[:200]})"
+            f"{path} is not a readable {what} ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an nnp-lab model file (format tag missing)")
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path} is not an {what} (format tag {fmt!r} missing)")
+    return payload
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    payload = read_tagged(path, FORMAT, "nnp-lab model file")
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer nnp-lab (format {payload['format_version']}); upgrade"

@@ -20,6 +20,7 @@ from nnp_lab.data.batch import Batch
 from nnp_lab.data.dataset import Dataset
 from nnp_lab.errors import CheckpointError, InputError, SpeciesError
 from nnp_lab.models.potential import ModelConfig, Potential
+from nnp_lab.models.serialization import read_tagged
 from nnp_lab.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "nnp-lab-checkpoint"
@@ -213,14 +214,7 @@ class Trainer:
         return atomic_write(self.checkpoint_path, lambda tmp: torch.save(payload, tmp))
 
     def _load_checkpoint(self, path: Path) -> None:
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(
-                f"cannot read checkpoint {path} ({type(exc).__name__}: {exc})"
-            ) from None
-        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not an nnp-lab training checkpoint")
+        ck = read_tagged(path, CHECKPOINT_FORMAT, "nnp-lab training checkpoint")
         saved = ModelConfig.model_validate_json(ck["model_config"])
         if saved.species != self.potential.species:
             raise SpeciesError(
