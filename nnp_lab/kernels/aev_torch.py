@@ -19,6 +19,9 @@ import math
 
 import torch
 
+from nnp_lab.kernels.layout import PairLayout
+from nnp_lab.kernels.params import AEVParams
+
 
 def cosine_cutoff(distances: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Cosine cutoff ½cos(πr/R_c)+½, exactly zero at and beyond ``cutoff``."""
@@ -94,68 +97,47 @@ def build_triples(center: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, t
     return base + a, base + b
 
 
-def compute_aev(
-    species: torch.Tensor,
-    vectors: torch.Tensor,
-    i: torch.Tensor,
-    j: torch.Tensor,
-    num_species: int,
-    radial_cutoff: float,
-    radial_eta: float,
-    radial_shifts: torch.Tensor,
-    angular_cutoff: float,
-    angular_eta: float,
-    zeta: float,
-    angular_shifts: torch.Tensor,
-    sections: torch.Tensor,
-) -> torch.Tensor:
-    """AEVs of all atoms from a full neighbor list.
+def _tensor(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
 
-    Args:
-        species: (N,) species index of each atom (0..num_species-1).
-        vectors: (P, 3) ``r_j - r_i`` (with periodic shift) for each pair.
-        i, j: (P,) central and neighbor atom of each pair (full list, any order).
 
-    Returns:
-        (N, num_species * R + S(S+1)/2 * K * Z) descriptor matrix.
+def aev_torch(vectors: torch.Tensor, layout: PairLayout, params: AEVParams) -> torch.Tensor:
+    """Reference AEVs (N, F) from pair vectors sorted as in ``layout`` (``vectors[layout.order]``).
+
+    Plain differentiable torch ops: any order of derivatives works (forces, force training).
+    Materialises per-triple terms (T × angular features); the fused backends do not.
     """
-    n_atoms = species.shape[0]
-    dtype = vectors.dtype
+    n_atoms = layout.num_atoms
+    ns = params.num_species
     dist = torch.linalg.vector_norm(vectors, dim=-1)
-
-    # radial part: every directed pair adds to its center, channel = neighbor species
-    keep = dist < radial_cutoff
-    ri, rj, rd = i[keep], j[keep], dist[keep]
+    radial_shifts = _tensor(params.radial_shifts, vectors)
     n_r = radial_shifts.shape[0]
-    radial = vectors.new_zeros((n_atoms * num_species, n_r))
-    radial = radial.index_add(
-        0,
-        ri * num_species + species[rj],
-        radial_terms(rd, radial_eta, radial_shifts, radial_cutoff),
-    )
-    radial = radial.reshape(n_atoms, num_species * n_r)
+    terms = radial_terms(dist, params.radial_eta, radial_shifts, params.radial_cutoff)
+    radial = vectors.new_zeros((n_atoms * ns, n_r))
+    radial = radial.index_add(0, layout.center * ns + layout.neighbor_species, terms)
+    radial = radial.reshape(n_atoms, ns * n_r)
 
-    # angular part: pairs inside the angular cutoff, sorted by center
-    akeep = torch.nonzero(dist < angular_cutoff).squeeze(-1)
-    ai = i[akeep]
-    order = torch.argsort(ai, stable=True)
-    akeep = akeep[order]
-    ai = ai[order]
-    aj = j[akeep]
-    avec = vectors[akeep]
-    ad = dist[akeep]
-    p, q = build_triples(ai, n_atoms)
-    n_pairs = num_species * (num_species + 1) // 2
-    n_a = angular_shifts.shape[0] * sections.shape[0]
+    ang = layout.angular
+    ac = layout.center[ang]
+    p, q = build_triples(ac, n_atoms)
+    n_pairs = params.num_pairs
+    n_a = params.angular_sublength
     angular = vectors.new_zeros((n_atoms * n_pairs, n_a))
     if p.numel():
+        av, ad, asp = vectors[ang], dist[ang], layout.neighbor_species[ang]
         d1, d2 = ad[p], ad[q]
-        cos = (avec[p] * avec[q]).sum(-1) / torch.clamp(d1 * d2, min=1e-10)
-        terms = angular_terms(
-            d1, d2, cos, angular_eta, zeta, angular_shifts, sections, angular_cutoff
+        cos = (av[p] * av[q]).sum(-1) / torch.clamp(d1 * d2, min=1e-10)
+        tri = angular_terms(
+            d1,
+            d2,
+            cos,
+            params.angular_eta,
+            params.zeta,
+            _tensor(params.angular_shifts, vectors),
+            _tensor(params.sections, vectors),
+            params.angular_cutoff,
         )
-        pair_table = species_pair_index(num_species, device=species.device)
-        slot = ai[p] * n_pairs + pair_table[species[aj[p]], species[aj[q]]]
-        angular = angular.index_add(0, slot, terms.to(dtype))
-    angular = angular.reshape(n_atoms, n_pairs * n_a)
-    return torch.cat([radial, angular], dim=-1)
+        table = species_pair_index(ns, device=vectors.device)
+        slot = ac[p] * n_pairs + table[asp[p], asp[q]]
+        angular = angular.index_add(0, slot, tri)
+    return torch.cat([radial, angular.reshape(n_atoms, n_pairs * n_a)], dim=-1)

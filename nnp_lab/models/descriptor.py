@@ -8,7 +8,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nnp_lab.kernels.aev_torch import compute_aev
+from nnp_lab.kernels.backend import compute_aev
+from nnp_lab.kernels.params import AEVParams
 
 
 def linear_shifts(start: float, stop: float, count: int) -> list[float]:
@@ -86,6 +87,20 @@ class DescriptorConfig(BaseModel):
             raise ValueError(f"unknown descriptor preset {name!r}; use 'ani1x', 'ani2x' or 'metal'")
         return cfg.model_copy(update=overrides) if overrides else cfg
 
+    def params(self, num_species: int) -> AEVParams:
+        """The kernel-level parameter bundle for ``num_species`` species."""
+        return AEVParams(
+            num_species=num_species,
+            radial_cutoff=self.radial_cutoff,
+            radial_eta=self.radial_eta,
+            radial_shifts=tuple(self.radial_shifts),
+            angular_cutoff=self.angular_cutoff,
+            angular_eta=self.angular_eta,
+            zeta=self.zeta,
+            angular_shifts=tuple(self.angular_shifts),
+            sections=tuple(self.sections),
+        )
+
     def num_features(self, num_species: int) -> int:
         """Length of the descriptor vector for ``num_species`` species."""
         pairs = num_species * (num_species + 1) // 2
@@ -95,29 +110,18 @@ class DescriptorConfig(BaseModel):
 
 
 class ANIDescriptor(torch.nn.Module):
-    """Species-resolved radial + angular symmetry functions (no trainable parameters)."""
+    """Species-resolved radial + angular symmetry functions (no trainable parameters).
 
-    def __init__(self, config: DescriptorConfig, num_species: int):
+    ``backend`` selects the kernel (``auto``, ``torch``, ``cpu``, ``triton``; see
+    :mod:`nnp_lab.kernels.backend`); it is a run-time choice, not part of the model.
+    """
+
+    def __init__(self, config: DescriptorConfig, num_species: int, backend: str = "auto"):
         super().__init__()
         self.config = config
         self.num_species = int(num_species)
-        self.register_buffer(
-            "radial_shifts", torch.tensor(config.radial_shifts, dtype=torch.float64)
-        )
-        self.register_buffer(
-            "angular_shifts", torch.tensor(config.angular_shifts, dtype=torch.float64)
-        )
-        self.register_buffer("sections", torch.tensor(config.sections, dtype=torch.float64))
-
-    # the shifts stay float64 on any device (cast per call): a model converted to float32
-    # and back must not carry float32-rounded hyperparameters.
-    def _apply(self, fn, recurse=True):  # type: ignore[override]
-        saved = {k: v.detach().clone() for k, v in self._buffers.items() if v is not None}
-        super()._apply(fn, recurse)
-        for k, v in saved.items():
-            device = self._buffers[k].device
-            self._buffers[k] = v.to(device=device, dtype=torch.float64)
-        return self
+        self.params = config.params(self.num_species)
+        self.backend = backend
 
     @property
     def cutoff(self) -> float:
@@ -125,26 +129,10 @@ class ANIDescriptor(torch.nn.Module):
 
     @property
     def num_features(self) -> int:
-        return self.config.num_features(self.num_species)
+        return self.params.num_features
 
     def forward(
         self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor
     ) -> torch.Tensor:
         """Descriptors (N, F) from species indices and the full pair list's vectors."""
-        c = self.config
-        dt = vectors.dtype
-        return compute_aev(
-            species,
-            vectors,
-            i,
-            j,
-            self.num_species,
-            c.radial_cutoff,
-            c.radial_eta,
-            self.radial_shifts.to(dt),
-            c.angular_cutoff,
-            c.angular_eta,
-            c.zeta,
-            self.angular_shifts.to(dt),
-            self.sections.to(dt),
-        )
+        return compute_aev(species, vectors, i, j, self.params, backend=self.backend)
