@@ -42,7 +42,7 @@ def _loader(name: str) -> AEVFunction | None:
             from nnp_lab.kernels.aev_triton import aev_triton
 
             return aev_triton
-    except Exception:  # noqa: BLE001 - unavailable backend: auto falls back
+    except Exception:  # an unavailable backend: auto falls back
         return None
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
 
