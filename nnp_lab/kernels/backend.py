@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from nnp_lab.kernels.aev_torch import aev_torch
-from nnp_lab.kernels.layout import PairLayout, pair_layout
+from nnp_lab.kernels.layout import PairLayout, centre_layout
 from nnp_lab.kernels.params import AEVParams
 
 BACKENDS = ("auto", "torch", "cpu", "triton")
@@ -86,7 +86,22 @@ def compute_aev(
     Differentiable with respect to ``vectors`` (forces; force training — see each backend
     for how higher derivatives are done).
     """
-    layout = pair_layout(species, vectors, i, j, params.radial_cutoff, params.angular_cutoff)
+    return centre_aev(int(species.shape[0]), i, j, species[j], vectors, params, backend)
+
+
+def centre_aev(
+    num_centres: int,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    neighbor_species: torch.Tensor,
+    vectors: torch.Tensor,
+    params: AEVParams,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """AEVs (num_centres, F) of centres ``0..num_centres-1`` from their pairs (``i`` local)."""
+    layout = centre_layout(
+        num_centres, i, j, neighbor_species, vectors, params.radial_cutoff, params.angular_cutoff
+    )
     fn = _loader(resolve_backend(backend, vectors.device))
     assert fn is not None
     return fn(vectors[layout.order], layout, params)

@@ -63,22 +63,40 @@ def pair_layout(
     angular_cutoff: float,
 ) -> PairLayout:
     """Sort a full neighbor list by centre and build the radial/angular CSR pointers."""
-    n_atoms = int(species.shape[0])
+    return centre_layout(
+        int(species.shape[0]), i, j, species[j], vectors, radial_cutoff, angular_cutoff
+    )
+
+
+@torch.no_grad()
+def centre_layout(
+    num_centres: int,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    neighbor_species: torch.Tensor,
+    vectors: torch.Tensor,
+    radial_cutoff: float,
+    angular_cutoff: float,
+) -> PairLayout:
+    """Layout for descriptors of ``num_centres`` centres (``i`` in ``0..num_centres-1``).
+
+    The neighbours ``j`` may lie outside the centre set (their species is given), which is
+    what chunked evaluation of a large system needs.
+    """
     dist = torch.linalg.vector_norm(vectors.detach(), dim=-1)
     inside = torch.nonzero(dist < radial_cutoff).squeeze(-1)
     order = inside[torch.argsort(i[inside], stable=True)]
     center = i[order]
-    neighbor = j[order]
     angular = torch.nonzero(dist[order] < angular_cutoff).squeeze(-1)
-    angular_row_ptr = _row_ptr(center[angular], n_atoms)
+    angular_row_ptr = _row_ptr(center[angular], num_centres)
     counts = angular_row_ptr[1:] - angular_row_ptr[:-1]
     return PairLayout(
         order=order,
         center=center,
-        neighbor=neighbor,
-        neighbor_species=species[neighbor],
-        row_ptr=_row_ptr(center, n_atoms),
+        neighbor=j[order],
+        neighbor_species=neighbor_species[order],
+        row_ptr=_row_ptr(center, num_centres),
         angular=angular,
         angular_row_ptr=angular_row_ptr,
-        max_angular=int(counts.max()) if n_atoms else 0,
+        max_angular=int(counts.max()) if num_centres else 0,
     )

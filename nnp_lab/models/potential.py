@@ -14,7 +14,9 @@ from tqdm.auto import tqdm
 
 from nnp_lab.data.batch import Batch
 from nnp_lab.errors import InputError, SpeciesError
+from nnp_lab.kernels.backend import centre_aev, resolve_backend
 from nnp_lab.models.descriptor import ANIDescriptor, DescriptorConfig
+from nnp_lab.models.engine import evaluate_chunked
 from nnp_lab.models.networks import ACTIVATIONS, ElementNetworks
 
 
@@ -156,17 +158,68 @@ class Potential(torch.nn.Module):
         out = self.networks(g, species) * self.energy_scale
         return out.to(torch.float64) + self.self_energies[species]
 
+    def chunk_terms(
+        self,
+        vectors: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        neighbor_species: torch.Tensor,
+        centre_species: torch.Tensor,
+        need_grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Atomic energies (1, C), descriptors (C, F) and ∂E/∂G (1, C, F) of C centres.
+
+        ``i`` indexes the centres locally; see :mod:`nnp_lab.models.engine`.
+        """
+        g = centre_aev(
+            centre_species.shape[0],
+            i,
+            j,
+            neighbor_species,
+            vectors,
+            self.descriptor.params,
+            self.descriptor.backend,
+        )
+        leaf = g.detach().requires_grad_(need_grad)
+        x = (
+            (leaf - self.feature_mean) / self.feature_std
+            if self.config.normalize_descriptors
+            else leaf
+        )
+        out = self.networks(x, centre_species) * self.energy_scale
+        energies = (out.detach().to(torch.float64) + self.self_energies[centre_species]).unsqueeze(
+            0
+        )
+        if not need_grad:
+            return energies, None, None
+        (de_dg,) = torch.autograd.grad(out.sum(), leaf)
+        return energies, g, de_dg.unsqueeze(0)
+
+    def default_chunk_atoms(self) -> int:
+        """Atoms per chunk in inference: bounded memory for any system size.
+
+        The torch backend materialises per-triple terms (≈ 4 kB per atom for ANI-1x in
+        water), the fused kernels do not, so they take larger chunks.
+        """
+        backend = resolve_backend(self.descriptor.backend, self.device)
+        return 8192 if backend == "torch" else 65536
+
     def forward(
         self,
         batch: Batch,
         forces: bool = True,
         stress: bool = False,
         create_graph: bool = False,
+        chunk_atoms: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Energies (B,) [float64, eV], forces (N, 3) [eV/Å], stress (B, 3, 3) [eV/Å³].
 
-        ``create_graph=True`` keeps the graph of the forces (force training).
+        ``create_graph=True`` keeps the graph of the forces (force training) and evaluates
+        the whole batch at once; otherwise atoms are processed in chunks of
+        ``chunk_atoms`` (default :meth:`default_chunk_atoms`) with bounded memory.
         """
+        if not create_graph:
+            return self._forward_chunked(batch, forces, stress, chunk_atoms)
         species = self.species_index(batch.numbers)
         pairs = batch.neighbors(self.cutoff)
         dtype = self.dtype
@@ -201,6 +254,29 @@ class Potential(torch.nn.Module):
                 virial = grads[-1] if grads[-1] is not None else torch.zeros_like(strain)
                 volume = torch.abs(torch.linalg.det(cell))
                 out["stress"] = virial / volume.view(-1, 1, 1)
+        return out
+
+    def _forward_chunked(
+        self, batch: Batch, forces: bool, stress: bool, chunk_atoms: int | None
+    ) -> dict[str, torch.Tensor]:
+        species = self.species_index(batch.numbers)
+        ev = evaluate_chunked(
+            batch,
+            self.cutoff,
+            species,
+            self.chunk_terms,
+            n_members=1,
+            dtype=self.dtype,
+            chunk_atoms=chunk_atoms or self.default_chunk_atoms(),
+            forces=forces,
+            virial=stress,
+        )
+        out = {"energy": ev.energy[0], "atomic_energies": ev.atomic[0]}
+        if forces:
+            out["forces"] = ev.forces[0]
+        if stress:
+            volume = torch.abs(torch.linalg.det(batch.cell.to(self.dtype)))
+            out["stress"] = ev.virial[0] / volume.view(-1, 1, 1)
         return out
 
     def predict(
