@@ -25,9 +25,11 @@ so float64 results match the float64 reference.
 Autograd: :class:`torch.autograd.Function` (not ``torch.library.triton_op``): the first
 derivative is the Triton backward kernel, and double backward (force training) is
 supported through the torch reference — the backward is itself a Function whose backward
-recomputes ``g = ∂(aev_torch(v)·grad_out)/∂v`` with ``create_graph=True`` and differentiates
-it. A Function keeps that composition simple and runs under the Triton interpreter; the
-price is a graph break under ``torch.compile``.
+recomputes ``g(grad_out, v) = ∂(aev_torch(v)·grad_out)/∂v`` and differentiates it with
+``torch.func.vjp`` (w.r.t. grad_out and v as independent inputs; the result stays
+differentiable, so third derivatives work as well). A Function keeps that composition
+simple and runs under the Triton interpreter (``torch.compile`` over a ``triton_op`` does
+not); the price is a graph break under ``torch.compile``.
 
 The ``@triton.jit`` decoration happens lazily, on first launch, and is cached per value of
 ``TRITON_INTERPRET``: whether the interpreter is used is decided when a function is
@@ -45,6 +47,14 @@ import triton.language as tl
 from nnp_lab.kernels.aev_torch import aev_torch
 from nnp_lab.kernels.layout import PairLayout
 from nnp_lab.kernels.params import AEVParams
+
+# Kernels avoid the ``@triton.jit`` helpers of triton.language (``tl.sum``, ``tl.zeros``):
+# those are decorated when triton is imported, so they only interpret if TRITON_INTERPRET was
+# set *before* that import. Builtins are patched by the interpreter at launch instead, so
+# sums are ``tl.reduce(x, axis, _sum_combine)`` (the interpreter recognises this combine
+# function and sums with numpy; compiled, it is what ``tl.sum`` does for floats) and zeros
+# are ``tl.full(shape, 0.0, dtype)``.
+_sum_combine = tl.standard._sum_combine
 
 DEFAULT_BLOCK_RADIAL = 32
 """Radial pairs per chunk (GPU default)."""
@@ -98,7 +108,7 @@ def _fwd_kernel(
     rshift = tl.load(rshift_ptr + r_idx, mask=r_idx < NR, other=0.0)
 
     # ---- radial: (S, R) accumulator over chunks of pairs
-    acc_r = tl.zeros([S_PAD, R_PAD], dtype=dtype)
+    acc_r = tl.full([S_PAD, R_PAD], 0.0, dtype)
     p_lo = tl.load(row_ptr + a)
     p_hi = tl.load(row_ptr + a + 1)
     offs_r = tl.arange(0, BLOCK_R)
@@ -114,7 +124,7 @@ def _fwd_kernel(
         diff = d[:, None] - rshift[None, :]
         term = 0.25 * tl.exp(-eta_r * diff * diff) * fc[:, None]  # (BLOCK_R, R_PAD)
         hit = sp[None, :, None] == s_idx[:, None, None]  # (S_PAD, BLOCK_R, 1)
-        acc_r += tl.sum(tl.where(hit, term[None, :, :], 0.0), axis=1)
+        acc_r += tl.reduce(tl.where(hit, term[None, :, :], 0.0), 1, _sum_combine)
     r_mask = (s_idx[:, None] < NS) & (r_idx[None, :] < NR)
     tl.store(out_row + s_idx[:, None] * NR + r_idx[None, :], acc_r, mask=r_mask)
 
@@ -126,7 +136,7 @@ def _fwd_kernel(
     ssec = tl.load(ssec_ptr + z_idx, mask=z_idx < NZ, other=0.0)
     rows = s_idx[:, None, None]
     cols = s_idx[None, :, None]
-    acc_a = tl.zeros([S_PAD, S_PAD, K_PAD * Z_PAD], dtype=dtype)
+    acc_a = tl.full([S_PAD, S_PAD, K_PAD * Z_PAD], 0.0, dtype)
     q_lo = tl.load(ang_row_ptr + a)
     q_hi = tl.load(ang_row_ptr + a + 1)
     offs_a = tl.arange(0, BLOCK_A)
@@ -138,7 +148,7 @@ def _fwd_kernel(
         sj = tl.load(species_ptr + pj)
         dj = tl.sqrt(xj * xj + yj * yj + zj * zj)
         fcj = tl.where(dj < rc_a, 0.5 * tl.cos(dj * pi_rc_a) + 0.5, 0.0)
-        by_species = tl.zeros([S_PAD, K_PAD * Z_PAD], dtype=dtype)
+        by_species = tl.full([S_PAD, K_PAD * Z_PAD], 0.0, dtype)
         for q0 in range(qj + 1, q_hi, BLOCK_A):
             q = q0 + offs_a
             m = q < q_hi
@@ -159,7 +169,7 @@ def _fwd_kernel(
             rad = tl.exp(-eta_a * diff * diff) * (fcj * fck)[:, None]  # (BLOCK_A, K)
             t = tl.reshape(rad[:, :, None] * ang[:, None, :], [BLOCK_A, K_PAD * Z_PAD])
             hit = sk[None, :, None] == s_idx[:, None, None]  # (S_PAD, BLOCK_A, 1)
-            by_species += tl.sum(tl.where(hit, t[None, :, :], 0.0), axis=1)
+            by_species += tl.reduce(tl.where(hit, t[None, :, :], 0.0), 1, _sum_combine)
         # species pair (sj, s) -> slot (min, max) of the upper triangle
         acc_a += tl.where((rows == sj) & (cols >= sj), by_species[None, :, :], 0.0)
         acc_a += tl.where((cols == sj) & (rows < sj), by_species[:, None, :], 0.0)
@@ -236,7 +246,7 @@ def _bwd_kernel(
         diff = d[:, None] - rshift[None, :]
         e = tl.exp(-eta_r * diff * diff)
         dterm = 0.25 * e * (dfc[:, None] - 2.0 * eta_r * diff * fc[:, None])
-        gd = tl.sum(g * dterm, axis=1)
+        gd = tl.reduce(g * dterm, 1, _sum_combine)
         scale = tl.where(d > 0.0, gd / tl.where(d > 0.0, d, 1.0), 0.0)
         tl.store(grad_r_ptr + p * 3 + 0, scale * x, mask=m)
         tl.store(grad_r_ptr + p * 3 + 1, scale * y, mask=m)
@@ -266,9 +276,9 @@ def _bwd_kernel(
         in_j = dj < rc_a
         fcj = tl.where(in_j, 0.5 * tl.cos(dj * pi_rc_a) + 0.5, 0.0)
         dfcj = tl.where(in_j, -0.5 * pi_rc_a * tl.sin(dj * pi_rc_a), 0.0)
-        acc_x = tl.zeros([BLOCK_A], dtype=xj.dtype)
-        acc_y = tl.zeros([BLOCK_A], dtype=xj.dtype)
-        acc_z = tl.zeros([BLOCK_A], dtype=xj.dtype)
+        acc_x = tl.full([BLOCK_A], 0.0, xj.dtype)
+        acc_y = tl.full([BLOCK_A], 0.0, xj.dtype)
+        acc_z = tl.full([BLOCK_A], 0.0, xj.dtype)
         for q0 in range(q_lo, q_hi, BLOCK_A):
             q = q0 + offs_a
             m = (q < q_hi) & (q != qj)
@@ -303,10 +313,10 @@ def _bwd_kernel(
             e = tl.exp(-eta_a * diff * diff)
             rad = e * (fcj * fck)[:, None]  # (BLOCK_A, K)
             drad = e * ((dfcj * fck)[:, None] - eta_a * diff * (fcj * fck)[:, None])  # ∂/∂d_j
-            gr = tl.sum(g * rad[:, :, None], axis=1)  # (BLOCK_A, Z)
-            ga = tl.sum(g * ang[:, None, :], axis=2)  # (BLOCK_A, K)
-            d_dj = tl.sum(ga * drad, axis=1)  # ∂/∂d_j
-            d_cos = tl.sum(gr * dang, axis=1)  # ∂/∂cos
+            gr = tl.reduce(g * rad[:, :, None], 1, _sum_combine)  # (BLOCK_A, Z)
+            ga = tl.reduce(g * ang[:, None, :], 2, _sum_combine)  # (BLOCK_A, K)
+            d_dj = tl.reduce(ga * drad, 1, _sum_combine)  # ∂/∂d_j
+            d_cos = tl.reduce(gr * dang, 1, _sum_combine)  # ∂/∂cos
             inv_den = 1.0 / den
             # ∂cos/∂v_j = v_k/den - cos d_k v_j/(d_j den)  (clamp inactive)
             coef_j = d_dj * inv_dj - tl.where(prod >= eps, d_cos * cos * dk * inv_dj * inv_den, 0.0)
@@ -314,9 +324,9 @@ def _bwd_kernel(
             acc_x += tl.where(m, coef_j * xj + coef_k * xk, 0.0)
             acc_y += tl.where(m, coef_j * yj + coef_k * yk, 0.0)
             acc_z += tl.where(m, coef_j * zj + coef_k * zk, 0.0)
-        tl.store(grad_a_ptr + qj * 3 + 0, tl.sum(acc_x, axis=0))
-        tl.store(grad_a_ptr + qj * 3 + 1, tl.sum(acc_y, axis=0))
-        tl.store(grad_a_ptr + qj * 3 + 2, tl.sum(acc_z, axis=0))
+        tl.store(grad_a_ptr + qj * 3 + 0, tl.reduce(acc_x, 0, _sum_combine))
+        tl.store(grad_a_ptr + qj * 3 + 1, tl.reduce(acc_y, 0, _sum_combine))
+        tl.store(grad_a_ptr + qj * 3 + 2, tl.reduce(acc_z, 0, _sum_combine))
 
 
 _KERNELS = {"fwd": _fwd_kernel, "bwd": _bwd_kernel}
@@ -325,6 +335,9 @@ _JITTED: dict[tuple[str, bool], Any] = {}
 
 def interpreting() -> bool:
     """Whether ``TRITON_INTERPRET`` asks for the interpreter (read now, not at import)."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:  # the very switch ``triton.jit`` reads when decorating
+        return bool(knobs.runtime.interpret)
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
@@ -341,8 +354,9 @@ def _pow2(n: int) -> int:
 
 
 def default_block_angular(max_angular: int) -> int:
-    """Partners per chunk: the next power of two of ``max_angular``, clamped to [16, 64]."""
-    return min(64, max(16, _pow2(max_angular)))
+    """Partners per chunk: the next power of two of ``max_angular``, clamped to [16, 32]
+    (the forward's per-species tile is S_pad × block × K·Z registers)."""
+    return min(32, max(16, _pow2(max_angular)))
 
 
 class _Launch:
@@ -470,37 +484,31 @@ class _Launch:
         return grad
 
 
-def _as_input(t: torch.Tensor, keep_graph: bool) -> torch.Tensor:
-    """``t`` as an autograd input: itself if it may carry history we must keep, else a leaf."""
-    if keep_graph and t.requires_grad:
-        return t
-    return t.detach().requires_grad_(True)
-
-
 class _AEVTritonBackward(torch.autograd.Function):
     """grad_vectors = Jᵀ grad_out by the Triton kernel; its own backward uses aev_torch."""
 
     @staticmethod
-    def forward(ctx: Any, grad_out: torch.Tensor, vectors: torch.Tensor, launch: _Launch):
+    def forward(
+        ctx: Any, grad_out: torch.Tensor, vectors: torch.Tensor, launch: _Launch
+    ) -> torch.Tensor:
         ctx.save_for_backward(grad_out, vectors)
         ctx.launch = launch
         return launch.backward(vectors, grad_out)
 
     @staticmethod
-    def backward(ctx: Any, gg: torch.Tensor):
+    def backward(ctx: Any, gg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         grad_out, vectors = ctx.saved_tensors
-        launch: _Launch = ctx.launch
-        keep = torch.is_grad_enabled()  # create_graph of the outer call: keep higher orders
-        with torch.enable_grad():
-            go = _as_input(grad_out, keep)
-            v = _as_input(vectors, keep)
-            out = aev_torch(v, launch.layout, launch.params)
-            (g,) = torch.autograd.grad(out, v, go, create_graph=True)
-            d_go, d_v = torch.autograd.grad(g, (go, v), gg, create_graph=keep, allow_unused=True)
-        if d_go is None:
-            d_go = torch.zeros_like(grad_out)
-        if d_v is None:
-            d_v = torch.zeros_like(vectors)
+        layout, params = ctx.launch.layout, ctx.launch.params
+
+        def first_derivative(go: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            _, pull = torch.func.vjp(lambda x: aev_torch(x, layout, params), v)
+            return pull(go)[0]
+
+        # torch.func keeps grad_out and vectors independent (plain autograd.grad w.r.t.
+        # vectors would also run through grad_out's own history) and its results stay
+        # differentiable by ordinary autograd, so third derivatives work too
+        _, pull = torch.func.vjp(first_derivative, grad_out, vectors)
+        d_go, d_v = pull(gg)
         return d_go, d_v, None
 
 
@@ -514,7 +522,7 @@ class _AEVTriton(torch.autograd.Function):
         return launch.forward(vectors)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor):
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         (vectors,) = ctx.saved_tensors
         return _AEVTritonBackward.apply(grad_out, vectors, ctx.launch), None
 

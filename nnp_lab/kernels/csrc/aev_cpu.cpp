@@ -41,19 +41,14 @@ struct Hyper {
   std::vector<double> sections;
 };
 
-// x^n for a small positive integer n by binary exponentiation.
-template <typename T>
-inline T int_pow(T x, int n) {
-  T result = T(1);
-  while (n) {
-    if (n & 1) result *= x;
-    n >>= 1;
-    if (n) x *= x;
-  }
-  return result;
-}
+// Sections are processed in blocks of kBlock (arrays padded with ones to a multiple of it)
+// so that the power below runs on fixed-size local arrays the compiler keeps in registers.
+constexpr int64_t kBlock = 8;
 
-// b^zeta (and b^(zeta-1) when needed): integer exponents up to 64 by squaring, else pow.
+inline int64_t padded(int64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
+
+// out[z] = b[z]^e for z < n (n a multiple of kBlock), e = zeta or zeta - 1: integer
+// exponents up to 64 by binary exponentiation (vectorisable), others by pow.
 template <typename T>
 struct Power {
   T zeta;
@@ -61,11 +56,42 @@ struct Power {
   explicit Power(double z) : zeta(static_cast<T>(z)), izeta(0) {
     if (z >= 1.0 && z <= 64.0 && std::floor(z) == z) izeta = static_cast<int>(z);
   }
-  inline T full(T b) const { return izeta ? int_pow(b, izeta) : std::pow(b, zeta); }
-  inline T minus_one(T b) const {
-    return izeta ? int_pow(b, izeta - 1) : std::pow(b, zeta - T(1));
+  inline void apply(const T* b, T* out, int64_t n, bool minus_one) const {
+    if (izeta) {
+      const int e0 = minus_one ? izeta - 1 : izeta;
+      for (int64_t z0 = 0; z0 < n; z0 += kBlock) {
+        T x[kBlock], r[kBlock];
+        for (int64_t i = 0; i < kBlock; ++i) {
+          x[i] = b[z0 + i];
+          r[i] = T(1);
+        }
+        for (int e = e0; e; e >>= 1) {
+          if (e & 1)
+            for (int64_t i = 0; i < kBlock; ++i) r[i] *= x[i];
+          if (e > 1)
+            for (int64_t i = 0; i < kBlock; ++i) x[i] *= x[i];
+        }
+        for (int64_t i = 0; i < kBlock; ++i) out[z0 + i] = r[i];
+      }
+    } else {
+      const T ex = minus_one ? zeta - T(1) : zeta;
+      for (int64_t z = 0; z < n; ++z) out[z] = std::pow(b[z], ex);
+    }
   }
 };
+
+// exp(x), returning the 0 it would round to without calling exp for arguments far below
+// the underflow threshold (libm's underflow path is slow and sets errno).
+template <typename T>
+inline T exp_or_zero(T x);
+template <>
+inline float exp_or_zero<float>(float x) {
+  return x < -104.0f ? 0.0f : std::exp(x);  // expf(x < -103.973) rounds to 0
+}
+template <>
+inline double exp_or_zero<double>(double x) {
+  return x < -746.0 ? 0.0 : std::exp(x);  // exp(x < -745.134) rounds to 0
+}
 
 // Upper-triangle index of the species pair (s1, s2), symmetric.
 std::vector<int64_t> pair_table(int64_t ns) {
@@ -130,6 +156,7 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
   const int64_t nr = h.radial_shifts.size();
   const int64_t nk = h.angular_shifts.size();
   const int64_t nz = h.sections.size();
+  const int64_t nzp = padded(nz);  // base[nz:nzp] stays 1
   const int64_t radial_len = ns * nr;
   const int64_t sub = nk * nz;
   const int64_t n_feat = radial_len + ns * (ns + 1) / 2 * sub;
@@ -155,7 +182,7 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
     std::vector<T> bx(max_angular), by(max_angular), bz(max_angular), bd(max_angular),
         bf(max_angular);
     std::vector<int64_t> bs(max_angular);
-    std::vector<T> angle_part(nz), radial_part(nk);
+    std::vector<T> angle_part(nzp), base(nzp, T(1)), radial_part(nk);
 
 #pragma omp for schedule(dynamic, 16)
     for (int64_t a = 0; a < n_atoms; ++a) {
@@ -168,7 +195,7 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
         T* os = o + nspec[q] * nr;
         for (int64_t k = 0; k < nr; ++k) {
           const T t = r - rs[k];
-          os[k] += std::exp(-eta_r * t * t) * fc4;
+          os[k] += exp_or_zero(-eta_r * t * t) * fc4;
         }
       }
 
@@ -200,14 +227,13 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
           const T cosv = dot / std::max(bd[u] * bd[w], T(1e-10));
           const T c = T(0.95) * cosv;
           const T s = std::sqrt(std::max(T(1) - c * c, T(0)));
-          for (int64_t z = 0; z < nz; ++z) {
-            const T b = (T(1) + (c * cz[z] + s * sz[z])) * T(0.5);
-            angle_part[z] = T(2) * power.full(b);
-          }
+          for (int64_t z = 0; z < nz; ++z) base[z] = (T(1) + (c * cz[z] + s * sz[z])) * T(0.5);
+          power.apply(base.data(), angle_part.data(), nzp, false);
+          for (int64_t z = 0; z < nz; ++z) angle_part[z] *= T(2);
           const T mean = T(0.5) * (bd[u] + bd[w]);
           for (int64_t k = 0; k < nk; ++k) {
             const T t = mean - as[k];
-            radial_part[k] = std::exp(-eta_a * t * t) * fcc;
+            radial_part[k] = exp_or_zero(-eta_a * t * t) * fcc;
           }
           T* op = oa + table[bs[u] * ns + bs[w]] * sub;
           for (int64_t k = 0; k < nk; ++k) {
@@ -229,6 +255,7 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
   const int64_t nr = h.radial_shifts.size();
   const int64_t nk = h.angular_shifts.size();
   const int64_t nz = h.sections.size();
+  const int64_t nzp = padded(nz);  // base[nz:nzp] stays 1
   const int64_t radial_len = ns * nr;
   const int64_t sub = nk * nz;
   const int64_t n_feat = radial_len + ns * (ns + 1) / 2 * sub;
@@ -257,7 +284,7 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
         bi(max_angular), bf(max_angular), bdf(max_angular), gx(max_angular), gy(max_angular),
         gz(max_angular);
     std::vector<int64_t> bs(max_angular);
-    std::vector<T> angle_part(nz), dangle(nz), radial_part(nk), ga(nz), gr(nk);
+    std::vector<T> angle_part(nzp), base(nzp, T(1)), bm1(nzp), dangle(nz), radial_part(nk), ga(nz);
 
 #pragma omp for schedule(dynamic, 16)
     for (int64_t a = 0; a < n_atoms; ++a) {
@@ -274,7 +301,7 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
         T dedr = T(0);
         for (int64_t k = 0; k < nr; ++k) {
           const T t = r - rs[k];
-          dedr += gs[k] * std::exp(-eta_r * t * t) * (dfc4 - T(2) * eta_r * t * fc4);
+          dedr += gs[k] * exp_or_zero(-eta_r * t * t) * (dfc4 - T(2) * eta_r * t * fc4);
         }
         const T scale = dedr / r;
         gq[0] = scale * v[0];
@@ -320,18 +347,18 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
           const T c = T(0.95) * cosv;
           const T s = std::sqrt(std::max(T(1) - c * c, T(0)));
           const T c_over_s = s > T(0) ? c / s : T(0);
+          for (int64_t z = 0; z < nz; ++z) base[z] = (T(1) + (c * cz[z] + s * sz[z])) * T(0.5);
+          power.apply(base.data(), bm1.data(), nzp, true);  // b^(zeta-1)
           for (int64_t z = 0; z < nz; ++z) {
-            const T b = (T(1) + (c * cz[z] + s * sz[z])) * T(0.5);
-            const T bm1 = power.minus_one(b);
-            angle_part[z] = T(2) * bm1 * b;
+            angle_part[z] = T(2) * bm1[z] * base[z];
             // d/dc' of 2 b^zeta with db/dc' = (cos t - c'/s sin t) / 2
-            dangle[z] = zeta * bm1 * (cz[z] - c_over_s * sz[z]);
+            dangle[z] = zeta * bm1[z] * (cz[z] - c_over_s * sz[z]);
             ga[z] = T(0);
           }
           const T mean = T(0.5) * (bd[u] + bd[w]);
           for (int64_t k = 0; k < nk; ++k) {
             const T t = mean - as[k];
-            radial_part[k] = std::exp(-eta_a * t * t);
+            radial_part[k] = exp_or_zero(-eta_a * t * t);
           }
           // GR_k = sum_z G[k,z] A_z,  GA_z = sum_k G[k,z] R_k
           T de_dmean_part = T(0), de_dfcc = T(0);

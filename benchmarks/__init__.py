@@ -1,0 +1,1 @@
+"""Performance harness: nnp-lab against its peers, measured in one run."""
