@@ -25,11 +25,11 @@ demo: $(STAMP)
 	$(BIN)/nnp-lab demo --out demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff check nnp_lab tests
+	$(BIN)/ruff check nnp_lab tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format nnp_lab tests
-	$(BIN)/ruff check --fix nnp_lab tests
+	$(BIN)/ruff format nnp_lab tests benchmarks
+	$(BIN)/ruff check --fix nnp_lab tests benchmarks
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -324,3 +324,81 @@ def test_potential_forces_cpu_backend_equal_torch(periodic):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniform_shift_recurrence_with_sharp_gaussians(dtype):
+    """Equally spaced shifts take the kernel's 3-exponential recurrence; many sharp
+    Gaussians (η = 60 Å⁻², 40 shifts) drive most terms through underflow."""
+    params = AEVParams(
+        num_species=2,
+        radial_cutoff=5.0,
+        radial_eta=60.0,
+        radial_shifts=tuple(np.linspace(0.7, 4.9, 40)),
+        angular_cutoff=3.6,
+        angular_eta=30.0,
+        zeta=8.0,
+        angular_shifts=tuple(np.linspace(0.8, 3.4, 12)),
+        sections=tuple(np.linspace(0.2, 2.9, 8)),
+    )
+    atoms = _random_molecule(np.random.default_rng(11), 30, symbols="HC")
+    vectors, layout = _layout(atoms, params, dtype)
+    ours, _ = _assert_matches(vectors, layout, params, seed=3)
+    assert torch.count_nonzero(ours) > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_vjp_equals_one_backward_per_member(dtype):
+    """The committee pullback (K cotangents in one call, geometry shared) gives each
+    member's gradient exactly as K separate backward passes would (same order of sums)."""
+    from nnp_lab.kernels.aev_cpu import aev_cpu_vjp
+
+    vectors, layout = _layout(_water_box(2, seed=7), ANI1X, dtype)
+    gen = torch.Generator().manual_seed(1)
+    cot = torch.randn((5, layout.num_atoms, ANI1X.num_features), generator=gen, dtype=dtype)
+    batched = aev_cpu_vjp(vectors, layout, ANI1X, cot)  # (P, K, 3)
+    assert batched.shape == (vectors.shape[0], 5, 3)
+    for k in range(5):
+        _, single = _value_and_grad(aev_cpu, vectors, layout, ANI1X, cot[k])
+        torch.testing.assert_close(batched[:, k], single, rtol=0, atol=0)
+        _, ref = _value_and_grad(aev_torch, vectors, layout, ANI1X, cot[k])
+        scale = float(ref.abs().max())
+        torch.testing.assert_close(batched[:, k], ref, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        molecule("CH3CH2OH"),
+        Atoms("Cu", cell=np.eye(3) * 2.5, pbc=True),  # a single atom: only self-images
+        Atoms("CuCu", positions=[[0, 0, 0], [1.2, 1.3, 0.4]], cell=[3.0, 2.7, 8.0], pbc=[1, 1, 0]),
+        Atoms("H"),
+    ],
+    ids=["molecule", "self-images", "slab", "lone-atom"],
+)
+def test_full_list_from_half_list_equals_vesin_full_list(atoms):
+    """The counting-sort expansion of vesin's half list gives the same directed pairs
+    (with shifts) as vesin's own full list, grouped by centre."""
+    import vesin
+
+    from nnp_lab.kernels.aev_cpu import full_from_half
+
+    cutoff = 5.0
+    pbc = np.asarray(atoms.pbc)
+    box = atoms.cell.array if pbc.any() else np.zeros((3, 3))
+    full = vesin.NeighborList(cutoff=cutoff, full_list=True)
+    i, j, s = full.compute(atoms.positions, box, pbc, quantities="ijS")
+    half = vesin.NeighborList(cutoff=cutoff, full_list=False)
+    hi, hj, hs = half.compute(atoms.positions, box, pbc, quantities="ijS")
+    fi, fj, fs, row_ptr = full_from_half(
+        torch.from_numpy(hi.astype(np.int64)),
+        torch.from_numpy(hj.astype(np.int64)),
+        torch.from_numpy(hs.astype(np.int32)),
+        len(atoms),
+    )
+    assert bool((fi[1:] >= fi[:-1]).all())
+    counts = np.bincount(fi.numpy(), minlength=len(atoms))
+    assert row_ptr.tolist() == [0, *np.cumsum(counts).tolist()]
+    ours = sorted(zip(fi.tolist(), fj.tolist(), map(tuple, fs.tolist())))
+    ref = sorted(zip(i.astype(int).tolist(), j.astype(int).tolist(), map(tuple, s.tolist())))
+    assert ours == ref

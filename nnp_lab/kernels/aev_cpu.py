@@ -149,6 +149,53 @@ class _AEVForward(torch.autograd.Function):
         return _AEVBackward.apply(grad_out, vectors, ctx.layout, ctx.params), None, None
 
 
+def aev_cpu_forward(
+    vectors_sorted: torch.Tensor, layout: PairLayout, params: AEVParams
+) -> torch.Tensor:
+    """AEVs (N, F) by the fused kernel, without autograd (inference)."""
+    _check(vectors_sorted)
+    return load_extension().forward(vectors_sorted.detach().contiguous(), *_args(layout, params))
+
+
+def aev_cpu_vjp(
+    vectors_sorted: torch.Tensor, layout: PairLayout, params: AEVParams, grad_out: torch.Tensor
+) -> torch.Tensor:
+    """``Jᵀ grad_out[k]`` for K cotangents (K, N, F) at once: (P, K, 3), no autograd.
+
+    The geometry of each pair and triple is evaluated once for all K (a committee's
+    members), so K right-hand sides cost far less than K backward calls.
+    """
+    _check(vectors_sorted)
+    if grad_out.dim() != 3:
+        raise ValueError(f"grad_out must be (K, N, F), got {tuple(grad_out.shape)}")
+    return load_extension().backward(
+        grad_out.detach().to(vectors_sorted.dtype).contiguous(),
+        vectors_sorted.detach().contiguous(),
+        *_args(layout, params),
+    )
+
+
+def _check(vectors_sorted: torch.Tensor) -> None:
+    if vectors_sorted.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"aev_cpu computes in float32 or float64, not {vectors_sorted.dtype}")
+    if vectors_sorted.device.type != "cpu":
+        raise ValueError(f"aev_cpu runs on the CPU, not on {vectors_sorted.device}")
+
+
+def full_from_half(
+    i: torch.Tensor, j: torch.Tensor, shifts: torch.Tensor, n_atoms: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full neighbor list grouped by centre from a half list, by an O(P) counting sort.
+
+    Args: ``i, j`` (P,) int64, ``shifts`` (P, 3) int32 of the half list (each pair once).
+    Returns ``(i, j, shifts, row_ptr)`` of the 2P directed pairs, ``i`` ascending.
+    """
+    fi, fj, fs, row_ptr = load_extension().full_from_half(
+        i.contiguous(), j.contiguous(), shifts.contiguous(), int(n_atoms)
+    )
+    return fi, fj, fs, row_ptr
+
+
 def aev_cpu(vectors_sorted: torch.Tensor, layout: PairLayout, params: AEVParams) -> torch.Tensor:
     """AEVs (N, F) of all atoms by the fused C++ kernels; same contract as ``aev_torch``.
 
@@ -161,8 +208,5 @@ def aev_cpu(vectors_sorted: torch.Tensor, layout: PairLayout, params: AEVParams)
     Differentiable: forces by a fused backward kernel; force training (second derivative)
     through the torch reference, as fast as the torch path.
     """
-    if vectors_sorted.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"aev_cpu computes in float32 or float64, not {vectors_sorted.dtype}")
-    if vectors_sorted.device.type != "cpu":
-        raise ValueError(f"aev_cpu runs on the CPU, not on {vectors_sorted.device}")
+    _check(vectors_sorted)
     return _AEVForward.apply(vectors_sorted.contiguous(), layout, params)

@@ -25,6 +25,8 @@ from nnp_lab.kernels.params import AEVParams
 BACKENDS = ("auto", "torch", "cpu", "triton")
 
 AEVFunction = Callable[[torch.Tensor, PairLayout, AEVParams], torch.Tensor]
+Pullback = Callable[[torch.Tensor], torch.Tensor]
+"""Maps cotangents ``∂E_k/∂G`` (K, C, F) to ``∂E_k/∂vectors`` (P, K, 3) (input pair order)."""
 
 
 @functools.cache
@@ -104,4 +106,53 @@ def centre_aev(
     )
     fn = _loader(resolve_backend(backend, vectors.device))
     assert fn is not None
-    return fn(vectors[layout.order], layout, params)
+    return fn(layout.sort(vectors), layout, params)
+
+
+def centre_aev_pullback(
+    num_centres: int,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    neighbor_species: torch.Tensor,
+    vectors: torch.Tensor,
+    params: AEVParams,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, Pullback]:
+    """AEVs (C, F) without a graph, and the pullback of K cotangents at once (inference).
+
+    The ``cpu`` backend runs one fused backward for all K right-hand sides (the geometry
+    of every pair and triple is computed once); the others call autograd K times.
+    """
+    layout = centre_layout(
+        num_centres, i, j, neighbor_species, vectors, params.radial_cutoff, params.angular_cutoff
+    )
+    name = resolve_backend(backend, vectors.device)
+    v = layout.sort(vectors.detach())
+    n_pairs = vectors.shape[0]
+
+    def to_input_order(g: torch.Tensor) -> torch.Tensor:
+        if layout.identity:
+            return g
+        out = g.new_zeros((n_pairs, *g.shape[1:]))
+        out[layout.order] = g
+        return out
+
+    if name == "cpu":
+        from nnp_lab.kernels.aev_cpu import aev_cpu_forward, aev_cpu_vjp
+
+        g = aev_cpu_forward(v, layout, params)
+        return g, lambda cot: to_input_order(aev_cpu_vjp(v, layout, params, cot))
+    fn = _loader(name)
+    assert fn is not None
+    v.requires_grad_(True)
+    with torch.enable_grad():
+        g = fn(v, layout, params)
+
+    def pull(cot: torch.Tensor) -> torch.Tensor:
+        k = cot.shape[0]
+        if not g.requires_grad:  # no pairs: nothing depends on the vectors
+            return to_input_order(v.detach().new_zeros((v.shape[0], k, 3)))
+        grads = [torch.autograd.grad(g, v, cot[m], retain_graph=m < k - 1)[0] for m in range(k)]
+        return to_input_order(torch.stack(grads, dim=1))
+
+    return g.detach(), pull

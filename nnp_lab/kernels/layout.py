@@ -28,6 +28,8 @@ class PairLayout:
             cutoff (ascending, hence grouped by centre).
         angular_row_ptr: (N + 1,) atom a owns ``angular[angular_row_ptr[a]:angular_row_ptr[a+1]]``.
         max_angular: largest number of angular neighbours of any atom.
+        identity: ``order`` is ``0..P-1`` (the input was sorted and all inside the radial
+            cutoff), so ``vectors[order]`` is ``vectors`` itself.
     """
 
     order: torch.Tensor
@@ -38,6 +40,11 @@ class PairLayout:
     angular: torch.Tensor
     angular_row_ptr: torch.Tensor
     max_angular: int
+    identity: bool = False
+
+    def sort(self, pair_values: torch.Tensor) -> torch.Tensor:
+        """Per-pair values of the input list in this layout's order (``values[order]``)."""
+        return pair_values if self.identity else pair_values[self.order]
 
     @property
     def num_atoms(self) -> int:
@@ -84,19 +91,30 @@ def centre_layout(
     what chunked evaluation of a large system needs.
     """
     dist = torch.linalg.vector_norm(vectors.detach(), dim=-1)
-    inside = torch.nonzero(dist < radial_cutoff).squeeze(-1)
-    order = inside[torch.argsort(i[inside], stable=True)]
-    center = i[order]
-    angular = torch.nonzero(dist[order] < angular_cutoff).squeeze(-1)
+    keep = dist < radial_cutoff
+    if bool(keep.all()):  # the usual case: the neighbor list was built at this cutoff
+        inside = torch.arange(i.shape[0], device=i.device)
+        ci, d_in = i, dist
+    else:
+        inside = torch.nonzero(keep).squeeze(-1)
+        ci, d_in = i[inside], dist[inside]
+    if ci.numel() > 1 and not bool((ci[1:] >= ci[:-1]).all()):
+        perm = torch.argsort(ci, stable=True)
+        inside, ci, d_in = inside[perm], ci[perm], d_in[perm]
+    identity = ci is i  # all pairs inside and already sorted: nothing moved
+    order = inside
+    center = ci
+    angular = torch.nonzero(d_in < angular_cutoff).squeeze(-1)
     angular_row_ptr = _row_ptr(center[angular], num_centres)
     counts = angular_row_ptr[1:] - angular_row_ptr[:-1]
     return PairLayout(
         order=order,
         center=center,
-        neighbor=j[order],
-        neighbor_species=neighbor_species[order],
+        neighbor=j if identity else j[order],
+        neighbor_species=neighbor_species if identity else neighbor_species[order],
         row_ptr=_row_ptr(center, num_centres),
         angular=angular,
         angular_row_ptr=angular_row_ptr,
         max_angular=int(counts.max()) if num_centres else 0,
+        identity=identity,
     )

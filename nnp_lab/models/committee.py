@@ -23,7 +23,7 @@ from torch import nn
 from nnp_lab._atomic import atomic_write
 from nnp_lab.data.batch import Batch
 from nnp_lab.errors import CheckpointError, InputError
-from nnp_lab.kernels.backend import centre_aev, resolve_backend
+from nnp_lab.kernels.backend import Pullback, centre_aev_pullback, resolve_backend
 from nnp_lab.models.engine import evaluate_chunked
 from nnp_lab.models.networks import ACTIVATIONS
 from nnp_lab.models.potential import ModelConfig, Potential
@@ -118,10 +118,11 @@ class Committee(nn.Module):
         neighbor_species: torch.Tensor,
         centre_species: torch.Tensor,
         need_grad: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Energies (K, C), descriptors (C, F), ∂E_k/∂G (K, C, F); see :mod:`~nnp_lab.models.engine`."""
+    ) -> tuple[torch.Tensor, Pullback | None, torch.Tensor | None]:
+        """Energies (K, C), the descriptor pullback, ∂E_k/∂G (K, C, F); see
+        :mod:`~nnp_lab.models.engine`."""
         params = self.members[0].descriptor.params
-        g = centre_aev(
+        g, pull = centre_aev_pullback(
             centre_species.shape[0], i, j, neighbor_species, vectors, params, self.backend
         )
         gd = g.detach()
@@ -150,7 +151,7 @@ class Committee(nn.Module):
                     de_dg[:, idx] = torch.bmm(gh, w1.transpose(1, 2))
             energies[:, idx] = y.detach().to(torch.float64)
         energies = energies + self._self_energies[:, centre_species]
-        return energies, (g if need_grad else None), de_dg
+        return energies, (pull if need_grad else None), de_dg
 
     def forward(
         self,
@@ -166,8 +167,9 @@ class Committee(nn.Module):
         ``stress`` (K, B, 3, 3) and ``stress_mean`` when asked.
         """
         species = self.species_index(batch.numbers)
-        if chunk_atoms is None:
-            chunk_atoms = 8192 if resolve_backend(self.backend, self.device) == "torch" else 65536
+        if chunk_atoms is None:  # K members' cotangents (K, C, F) set the chunk's memory
+            fused = resolve_backend(self.backend, self.device) != "torch"
+            chunk_atoms = max(2048, (131072 if fused else 16384) // self.size)
         ev = evaluate_chunked(
             batch,
             self.cutoff,

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from nnp_lab.data.batch import Batch
 from nnp_lab.errors import InputError, SpeciesError
-from nnp_lab.kernels.backend import centre_aev, resolve_backend
+from nnp_lab.kernels.backend import Pullback, centre_aev_pullback, resolve_backend
 from nnp_lab.models.descriptor import ANIDescriptor, DescriptorConfig
 from nnp_lab.models.engine import evaluate_chunked
 from nnp_lab.models.networks import ACTIVATIONS, ElementNetworks
@@ -166,12 +166,12 @@ class Potential(torch.nn.Module):
         neighbor_species: torch.Tensor,
         centre_species: torch.Tensor,
         need_grad: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Atomic energies (1, C), descriptors (C, F) and ∂E/∂G (1, C, F) of C centres.
+    ) -> tuple[torch.Tensor, Pullback | None, torch.Tensor | None]:
+        """Atomic energies (1, C), the descriptor pullback and ∂E/∂G (1, C, F) of C centres.
 
         ``i`` indexes the centres locally; see :mod:`nnp_lab.models.engine`.
         """
-        g = centre_aev(
+        g, pull = centre_aev_pullback(
             centre_species.shape[0],
             i,
             j,
@@ -181,19 +181,20 @@ class Potential(torch.nn.Module):
             self.descriptor.backend,
         )
         leaf = g.detach().requires_grad_(need_grad)
-        x = (
-            (leaf - self.feature_mean) / self.feature_std
-            if self.config.normalize_descriptors
-            else leaf
-        )
-        out = self.networks(x, centre_species) * self.energy_scale
+        with torch.set_grad_enabled(need_grad):
+            x = (
+                (leaf - self.feature_mean) / self.feature_std
+                if self.config.normalize_descriptors
+                else leaf
+            )
+            out = self.networks(x, centre_species) * self.energy_scale
         energies = (out.detach().to(torch.float64) + self.self_energies[centre_species]).unsqueeze(
             0
         )
         if not need_grad:
             return energies, None, None
         (de_dg,) = torch.autograd.grad(out.sum(), leaf)
-        return energies, g, de_dg.unsqueeze(0)
+        return energies, pull, de_dg.unsqueeze(0)
 
     def default_chunk_atoms(self) -> int:
         """Atoms per chunk in inference: bounded memory for any system size.

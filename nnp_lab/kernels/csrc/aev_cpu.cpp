@@ -93,6 +93,62 @@ inline double exp_or_zero<double>(double x) {
   return x < -746.0 ? 0.0 : std::exp(x);  // exp(x < -745.134) rounds to 0
 }
 
+// Gaussians exp(-eta (x - s_k)^2) for all shifts s_k. Equally spaced shifts (ANI's are)
+// use the exact recurrence e_{k+1} = e_k q_k, q_{k+1} = q_k exp(-2 eta ds^2), started
+// at the nearest shift and run both ways: 3 exponentials instead of n (the radial block
+// has 16). Values below 1e-30 are flushed to 0 (the recurrence would otherwise crawl
+// through slow subnormal arithmetic); they are far below any feature's resolution.
+template <typename T>
+struct Gaussians {
+  std::vector<T> shifts;
+  T eta, ds = T(0), step = T(0);
+  bool uniform = false;
+
+  Gaussians(const std::vector<double>& s, double eta_) : shifts(s.begin(), s.end()),
+                                                        eta(static_cast<T>(eta_)) {
+    const int64_t n = s.size();
+    if (n > 3) {
+      const double d = (s[n - 1] - s[0]) / static_cast<double>(n - 1);
+      uniform = d > 0.0;
+      for (int64_t k = 1; k < n && uniform; ++k)
+        uniform = std::abs(s[k] - s[k - 1] - d) <= 1e-9 * d;
+      ds = static_cast<T>(d);
+      step = static_cast<T>(std::exp(-2.0 * eta_ * d * d));
+    }
+  }
+
+  inline void operator()(T x, T* out) const {
+    const int64_t n = shifts.size();
+    if (!uniform) {
+      for (int64_t k = 0; k < n; ++k) {
+        const T t = x - shifts[k];
+        out[k] = exp_or_zero(-eta * t * t);
+      }
+      return;
+    }
+    const T tiny = T(1e-30);
+    const T pos = (x - shifts[0]) / ds;
+    const int64_t ks = std::min<int64_t>(n - 1, std::max<int64_t>(0, std::lround(pos)));
+    const T t = x - shifts[ks];
+    const T e0 = exp_or_zero(-eta * t * t);
+    out[ks] = e0;
+    T e = e0;
+    T q = exp_or_zero(T(2) * eta * ds * t - eta * ds * ds);  // e_{k+1} / e_k
+    for (int64_t k = ks + 1; k < n; ++k) {
+      e = e > tiny ? e * q : T(0);
+      out[k] = e;
+      q *= step;
+    }
+    e = e0;
+    q = exp_or_zero(T(-2) * eta * ds * t - eta * ds * ds);  // e_{k-1} / e_k
+    for (int64_t k = ks - 1; k >= 0; --k) {
+      e = e > tiny ? e * q : T(0);
+      out[k] = e;
+      q *= step;
+    }
+  }
+};
+
 // Upper-triangle index of the species pair (s1, s2), symmetric.
 std::vector<int64_t> pair_table(int64_t ns) {
   std::vector<int64_t> table(ns * ns);
@@ -161,8 +217,6 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
   const int64_t sub = nk * nz;
   const int64_t n_feat = radial_len + ns * (ns + 1) / 2 * sub;
   const std::vector<int64_t> table = pair_table(ns);
-  const std::vector<T> rs = cast<T>(h.radial_shifts);
-  const std::vector<T> as = cast<T>(h.angular_shifts);
   std::vector<T> cz(nz), sz(nz);
   for (int64_t z = 0; z < nz; ++z) {
     cz[z] = static_cast<T>(std::cos(h.sections[z]));
@@ -172,12 +226,13 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
   const T rc_a = static_cast<T>(h.angular_cutoff);
   const T w_r = static_cast<T>(kPi / h.radial_cutoff);
   const T w_a = static_cast<T>(kPi / h.angular_cutoff);
-  const T eta_r = static_cast<T>(h.radial_eta);
-  const T eta_a = static_cast<T>(h.angular_eta);
   const Power<T> power(h.zeta);
+  const Gaussians<T> gauss_r(h.radial_shifts, h.radial_eta);
+  const Gaussians<T> gauss_a(h.angular_shifts, h.angular_eta);
 
 #pragma omp parallel num_threads(at::get_num_threads())
   {
+    std::vector<T> gr(nr);
     // per-neighbour buffers of one atom: vector, distance, cutoff, species
     std::vector<T> bx(max_angular), by(max_angular), bz(max_angular), bd(max_angular),
         bf(max_angular);
@@ -193,10 +248,8 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
         if (!(r < rc_r)) continue;
         const T fc4 = T(0.125) * std::cos(r * w_r) + T(0.125);  // f_c / 4 (exact scaling)
         T* os = o + nspec[q] * nr;
-        for (int64_t k = 0; k < nr; ++k) {
-          const T t = r - rs[k];
-          os[k] += exp_or_zero(-eta_r * t * t) * fc4;
-        }
+        gauss_r(r, gr.data());
+        for (int64_t k = 0; k < nr; ++k) os[k] += gr[k] * fc4;
       }
 
       const int64_t a0 = ang_ptr[a];
@@ -231,10 +284,8 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
           power.apply(base.data(), angle_part.data(), nzp, false);
           for (int64_t z = 0; z < nz; ++z) angle_part[z] *= T(2);
           const T mean = T(0.5) * (bd[u] + bd[w]);
-          for (int64_t k = 0; k < nk; ++k) {
-            const T t = mean - as[k];
-            radial_part[k] = exp_or_zero(-eta_a * t * t) * fcc;
-          }
+          gauss_a(mean, radial_part.data());
+          for (int64_t k = 0; k < nk; ++k) radial_part[k] *= fcc;
           T* op = oa + table[bs[u] * ns + bs[w]] * sub;
           for (int64_t k = 0; k < nk; ++k) {
             const T rk = radial_part[k];
@@ -247,10 +298,15 @@ void forward_kernel(const T* vec, const int64_t* row_ptr, const int64_t* nspec,
   }
 }
 
+// Backward for K right-hand sides at once (K committee members, or K = 1): the geometry
+// of every pair and triple (distances, cutoffs, exponentials, powers) is computed once and
+// contracted with each member's grad_out[k] (K, N, F) into grad (P, K, 3): a pair's K
+// gradients are adjacent, so scattering them into (N, K, 3) forces is one row operation.
 template <typename T>
 void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
                      const int64_t* nspec, const int64_t* ang, const int64_t* ang_ptr,
-                     int64_t n_atoms, const Hyper& h, int64_t max_angular, T* grad) {
+                     int64_t n_atoms, int64_t n_rhs, const Hyper& h,
+                     int64_t max_angular, T* grad) {
   const int64_t ns = h.num_species;
   const int64_t nr = h.radial_shifts.size();
   const int64_t nk = h.angular_shifts.size();
@@ -259,6 +315,7 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
   const int64_t radial_len = ns * nr;
   const int64_t sub = nk * nz;
   const int64_t n_feat = radial_len + ns * (ns + 1) / 2 * sub;
+  const int64_t gstride = n_atoms * n_feat;  // between members in grad_out
   const std::vector<int64_t> table = pair_table(ns);
   const std::vector<T> rs = cast<T>(h.radial_shifts);
   const std::vector<T> as = cast<T>(h.angular_shifts);
@@ -275,48 +332,54 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
   const T eta_a = static_cast<T>(h.angular_eta);
   const Power<T> power(h.zeta);
   const T zeta = static_cast<T>(h.zeta);
+  const Gaussians<T> gauss_r(h.radial_shifts, h.radial_eta);
+  const Gaussians<T> gauss_a(h.angular_shifts, h.angular_eta);
 
 #pragma omp parallel num_threads(at::get_num_threads())
   {
     // per-neighbour buffers: vector, distance, 1/distance, cutoff, its derivative,
-    // species, and the accumulated gradient of the angular terms.
+    // species; per member and neighbour the accumulated gradient of the angular terms.
     std::vector<T> bx(max_angular), by(max_angular), bz(max_angular), bd(max_angular),
-        bi(max_angular), bf(max_angular), bdf(max_angular), gx(max_angular), gy(max_angular),
-        gz(max_angular);
+        bi(max_angular), bf(max_angular), bdf(max_angular);
+    std::vector<T> gx(n_rhs * max_angular), gy(n_rhs * max_angular), gz(n_rhs * max_angular);
     std::vector<int64_t> bs(max_angular);
-    std::vector<T> angle_part(nzp), base(nzp, T(1)), bm1(nzp), dangle(nz), radial_part(nk), ga(nz);
+    std::vector<T> angle_part(nzp), base(nzp, T(1)), bm1(nzp), dangle(nz), radial_part(nk),
+        radial_coef(nr), ga(nz);
 
 #pragma omp for schedule(dynamic, 16)
     for (int64_t a = 0; a < n_atoms; ++a) {
-      const T* g = grad_out + a * n_feat;
       // radial: d/dr [e_k f_c / 4] = e_k (f_c' - 2 eta (r - R_k) f_c) / 4
       for (int64_t q = row_ptr[a]; q < row_ptr[a + 1]; ++q) {
         const T* v = vec + 3 * q;
-        T* gq = grad + 3 * q;
         const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
         if (!(r < rc_r) || r == T(0)) continue;
         const T fc4 = T(0.125) * std::cos(r * w_r) + T(0.125);
         const T dfc4 = T(-0.125) * w_r * std::sin(r * w_r);
-        const T* gs = g + nspec[q] * nr;
-        T dedr = T(0);
-        for (int64_t k = 0; k < nr; ++k) {
-          const T t = r - rs[k];
-          dedr += gs[k] * exp_or_zero(-eta_r * t * t) * (dfc4 - T(2) * eta_r * t * fc4);
+        const T inv_r = T(1) / r;
+        gauss_r(r, radial_coef.data());
+        for (int64_t k = 0; k < nr; ++k)
+          radial_coef[k] *= (dfc4 - T(2) * eta_r * (r - rs[k]) * fc4) * inv_r;
+        const int64_t off = a * n_feat + nspec[q] * nr;
+        for (int64_t m = 0; m < n_rhs; ++m) {
+          const T* gs = grad_out + m * gstride + off;
+          T scale = T(0);
+          for (int64_t k = 0; k < nr; ++k) scale += gs[k] * radial_coef[k];
+          T* gq = grad + 3 * (q * n_rhs + m);
+          gq[0] = scale * v[0];
+          gq[1] = scale * v[1];
+          gq[2] = scale * v[2];
         }
-        const T scale = dedr / r;
-        gq[0] = scale * v[0];
-        gq[1] = scale * v[1];
-        gq[2] = scale * v[2];
       }
 
       const int64_t a0 = ang_ptr[a];
-      const int64_t m = ang_ptr[a + 1] - a0;
-      if (m < 2) continue;
-      if (static_cast<int64_t>(bd.size()) < m) {
-        for (auto* b : {&bx, &by, &bz, &bd, &bi, &bf, &bdf, &gx, &gy, &gz}) b->resize(m);
-        bs.resize(m);
+      const int64_t mm = ang_ptr[a + 1] - a0;
+      if (mm < 2) continue;
+      if (static_cast<int64_t>(bd.size()) < mm) {
+        for (auto* b : {&bx, &by, &bz, &bd, &bi, &bf, &bdf}) b->resize(mm);
+        for (auto* b : {&gx, &gy, &gz}) b->resize(n_rhs * mm);
+        bs.resize(mm);
       }
-      for (int64_t u = 0; u < m; ++u) {
+      for (int64_t u = 0; u < mm; ++u) {
         const int64_t q = ang[a0 + u];
         const T* v = vec + 3 * q;
         const T d = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
@@ -329,16 +392,18 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
         bf[u] = in ? T(0.5) * std::cos(d * w_a) + T(0.5) : T(0);
         bdf[u] = in ? T(-0.5) * w_a * std::sin(d * w_a) : T(0);
         bs[u] = nspec[q];
-        gx[u] = gy[u] = gz[u] = T(0);
       }
-      const T* ga_base = g + radial_len;
-      for (int64_t u = 0; u < m; ++u) {
+      std::fill(gx.begin(), gx.begin() + n_rhs * mm, T(0));
+      std::fill(gy.begin(), gy.begin() + n_rhs * mm, T(0));
+      std::fill(gz.begin(), gz.begin() + n_rhs * mm, T(0));
+      const int64_t ga_off = a * n_feat + radial_len;
+      for (int64_t u = 0; u < mm; ++u) {
         // a term and its gradient vanish when f_c and f_c' of one of its pairs do
         // (r >= R_c)
         if (bf[u] == T(0) && bdf[u] == T(0)) continue;
-        for (int64_t w = u + 1; w < m; ++w) {
+        for (int64_t w = u + 1; w < mm; ++w) {
           if (bf[w] == T(0) && bdf[w] == T(0)) continue;
-          const T* gp = ga_base + table[bs[u] * ns + bs[w]] * sub;
+          const int64_t poff = ga_off + table[bs[u] * ns + bs[w]] * sub;
           const T prod = bd[u] * bd[w];
           const bool clamped = prod < T(1e-10);
           const T inv = T(1) / (clamped ? T(1e-10) : prod);
@@ -353,55 +418,91 @@ void backward_kernel(const T* vec, const T* grad_out, const int64_t* row_ptr,
             angle_part[z] = T(2) * bm1[z] * base[z];
             // d/dc' of 2 b^zeta with db/dc' = (cos t - c'/s sin t) / 2
             dangle[z] = zeta * bm1[z] * (cz[z] - c_over_s * sz[z]);
-            ga[z] = T(0);
           }
           const T mean = T(0.5) * (bd[u] + bd[w]);
-          for (int64_t k = 0; k < nk; ++k) {
-            const T t = mean - as[k];
-            radial_part[k] = exp_or_zero(-eta_a * t * t);
-          }
-          // GR_k = sum_z G[k,z] A_z,  GA_z = sum_k G[k,z] R_k
-          T de_dmean_part = T(0), de_dfcc = T(0);
-          for (int64_t k = 0; k < nk; ++k) {
-            const T* gk = gp + k * nz;
-            const T rk = radial_part[k];
-            T grk = T(0);
-            for (int64_t z = 0; z < nz; ++z) {
-              grk += gk[z] * angle_part[z];
-              ga[z] += gk[z] * rk;
-            }
-            de_dfcc += grk * rk;
-            de_dmean_part += grk * rk * (mean - as[k]);
-          }
-          T de_dc = T(0);
-          for (int64_t z = 0; z < nz; ++z) de_dc += ga[z] * dangle[z];
+          gauss_a(mean, radial_part.data());
           const T fcc = bf[u] * bf[w];
-          de_dc *= fcc * T(0.95);                           // dE/dcos
-          const T de_dmean = T(-2) * eta_a * fcc * de_dmean_part;  // dE/dmean
-          // dE/dr_u (radial-distance part) and dE/dr_w
-          const T de_du = T(0.5) * de_dmean + de_dfcc * bdf[u] * bf[w];
-          const T de_dw = T(0.5) * de_dmean + de_dfcc * bf[u] * bdf[w];
+          const T dfu = bdf[u] * bf[w];
+          const T dfw = bf[u] * bdf[w];
           // dcos/dv_u = v_w / (r_u r_w) - cos v_u / r_u^2 (second term absent if clamped)
           const T cu = clamped ? T(0) : cosv * bi[u] * bi[u];
           const T cw = clamped ? T(0) : cosv * bi[w] * bi[w];
-          const T su = de_du * bi[u] - de_dc * cu;
-          const T sw = de_dw * bi[w] - de_dc * cw;
-          const T cross = de_dc * inv;
-          gx[u] += cross * bx[w] + su * bx[u];
-          gy[u] += cross * by[w] + su * by[u];
-          gz[u] += cross * bz[w] + su * bz[u];
-          gx[w] += cross * bx[u] + sw * bx[w];
-          gy[w] += cross * by[u] + sw * by[w];
-          gz[w] += cross * bz[u] + sw * bz[w];
+          for (int64_t m = 0; m < n_rhs; ++m) {
+            const T* gp = grad_out + m * gstride + poff;
+            // GR_k = sum_z G[k,z] A_z,  GA_z = sum_k G[k,z] R_k
+            for (int64_t z = 0; z < nz; ++z) ga[z] = T(0);
+            T de_dmean_part = T(0), de_dfcc = T(0);
+            for (int64_t k = 0; k < nk; ++k) {
+              const T* gk = gp + k * nz;
+              const T rk = radial_part[k];
+              T grk = T(0);
+              for (int64_t z = 0; z < nz; ++z) {
+                grk += gk[z] * angle_part[z];
+                ga[z] += gk[z] * rk;
+              }
+              de_dfcc += grk * rk;
+              de_dmean_part += grk * rk * (mean - as[k]);
+            }
+            T de_dc = T(0);
+            for (int64_t z = 0; z < nz; ++z) de_dc += ga[z] * dangle[z];
+            de_dc *= fcc * T(0.95);                                   // dE/dcos
+            const T de_dmean = T(-2) * eta_a * fcc * de_dmean_part;  // dE/dmean
+            // dE/dr_u (radial-distance part) and dE/dr_w
+            const T de_du = T(0.5) * de_dmean + de_dfcc * dfu;
+            const T de_dw = T(0.5) * de_dmean + de_dfcc * dfw;
+            const T su = de_du * bi[u] - de_dc * cu;
+            const T sw = de_dw * bi[w] - de_dc * cw;
+            const T cross = de_dc * inv;
+            T* gxm = gx.data() + m * mm;
+            T* gym = gy.data() + m * mm;
+            T* gzm = gz.data() + m * mm;
+            gxm[u] += cross * bx[w] + su * bx[u];
+            gym[u] += cross * by[w] + su * by[u];
+            gzm[u] += cross * bz[w] + su * bz[u];
+            gxm[w] += cross * bx[u] + sw * bx[w];
+            gym[w] += cross * by[u] + sw * by[w];
+            gzm[w] += cross * bz[u] + sw * bz[w];
+          }
         }
       }
-      for (int64_t u = 0; u < m; ++u) {
-        T* gq = grad + 3 * ang[a0 + u];
-        gq[0] += gx[u];
-        gq[1] += gy[u];
-        gq[2] += gz[u];
-      }
+      for (int64_t m = 0; m < n_rhs; ++m)
+        for (int64_t u = 0; u < mm; ++u) {
+          T* gq = grad + 3 * (ang[a0 + u] * n_rhs + m);
+          gq[0] += gx[m * mm + u];
+          gq[1] += gy[m * mm + u];
+          gq[2] += gz[m * mm + u];
+        }
     }
+  }
+}
+
+// Full neighbor list grouped by centre from a half list (each pair once): both directions
+// of every pair, placed by a counting sort (O(P), deterministic: pairs of a centre keep
+// the half list's order, i->j entries and j->i entries interleaved as they come).
+void full_from_half_kernel(const int64_t* hi, const int64_t* hj, const int32_t* hs,
+                           int64_t n_half, int64_t n_atoms, int64_t* row_ptr, int64_t* fi,
+                           int64_t* fj, int32_t* fs) {
+  std::vector<int64_t> cursor(n_atoms + 1, 0);
+  for (int64_t p = 0; p < n_half; ++p) {
+    ++cursor[hi[p] + 1];
+    ++cursor[hj[p] + 1];
+  }
+  for (int64_t a = 0; a < n_atoms; ++a) cursor[a + 1] += cursor[a];
+  std::copy(cursor.begin(), cursor.end(), row_ptr);
+  for (int64_t p = 0; p < n_half; ++p) {
+    const int64_t i = hi[p], j = hj[p];
+    const int64_t x = cursor[i]++;
+    fi[x] = i;
+    fj[x] = j;
+    fs[3 * x] = hs[3 * p];
+    fs[3 * x + 1] = hs[3 * p + 1];
+    fs[3 * x + 2] = hs[3 * p + 2];
+    const int64_t y = cursor[j]++;
+    fi[y] = j;
+    fj[y] = i;
+    fs[3 * y] = -hs[3 * p];
+    fs[3 * y + 1] = -hs[3 * p + 1];
+    fs[3 * y + 2] = -hs[3 * p + 2];
   }
 }
 
@@ -465,25 +566,60 @@ torch::Tensor aev_backward(torch::Tensor grad_out, torch::Tensor vectors, torch:
   const int64_t n_feat = ns * static_cast<int64_t>(h.radial_shifts.size()) +
                          ns * (ns + 1) / 2 * static_cast<int64_t>(h.angular_shifts.size()) *
                              static_cast<int64_t>(h.sections.size());
-  TORCH_CHECK(grad_out.is_contiguous() && grad_out.dim() == 2 && grad_out.size(0) == n_atoms &&
-                  grad_out.size(1) == n_feat,
-              "aev_cpu: grad_out must be a contiguous (N, F) tensor");
+  const bool batched = grad_out.dim() == 3;
+  TORCH_CHECK(grad_out.is_contiguous() && (grad_out.dim() == 2 || batched) &&
+                  grad_out.size(-2) == n_atoms && grad_out.size(-1) == n_feat,
+              "aev_cpu: grad_out must be a contiguous (N, F) or (K, N, F) tensor");
   TORCH_CHECK(grad_out.scalar_type() == vectors.scalar_type(),
               "aev_cpu: grad_out and vectors dtypes differ");
-  auto grad = torch::zeros_like(vectors);
+  const int64_t n_rhs = batched ? grad_out.size(0) : 1;
+  auto grad = batched ? torch::zeros({vectors.size(0), n_rhs, 3}, vectors.options())
+                      : torch::zeros_like(vectors);
   const int64_t max_angular = max_row(angular_row_ptr);
+  if (n_rhs == 0) return grad;
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "aev_cpu_backward", [&] {
     backward_kernel<scalar_t>(vectors.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
                               row_ptr.data_ptr<int64_t>(), neighbor_species.data_ptr<int64_t>(),
                               angular.data_ptr<int64_t>(), angular_row_ptr.data_ptr<int64_t>(),
-                              n_atoms, h, max_angular, grad.data_ptr<scalar_t>());
+                              n_atoms, n_rhs, h, max_angular,
+                              grad.data_ptr<scalar_t>());
   });
   return grad;
+}
+
+std::vector<torch::Tensor> full_from_half(torch::Tensor i, torch::Tensor j, torch::Tensor shifts,
+                                          int64_t n_atoms) {
+  TORCH_CHECK(i.scalar_type() == torch::kInt64 && j.scalar_type() == torch::kInt64 &&
+                  i.is_contiguous() && j.is_contiguous() && i.dim() == 1 &&
+                  j.sizes() == i.sizes(),
+              "full_from_half: i and j must be contiguous 1-D int64 of equal length");
+  TORCH_CHECK(shifts.scalar_type() == torch::kInt32 && shifts.is_contiguous() &&
+                  shifts.dim() == 2 && shifts.size(0) == i.size(0) && shifts.size(1) == 3,
+              "full_from_half: shifts must be a contiguous (P, 3) int32 tensor");
+  const int64_t n = i.size(0);
+  const int64_t* pi = i.data_ptr<int64_t>();
+  const int64_t* pj = j.data_ptr<int64_t>();
+  for (int64_t p = 0; p < n; ++p)
+    TORCH_CHECK(pi[p] >= 0 && pi[p] < n_atoms && pj[p] >= 0 && pj[p] < n_atoms,
+                "full_from_half: atom index out of range");
+  auto opts = i.options();
+  auto row_ptr = torch::empty({n_atoms + 1}, opts);
+  auto fi = torch::empty({2 * n}, opts);
+  auto fj = torch::empty({2 * n}, opts);
+  auto fs = torch::empty({2 * n, 3}, shifts.options());
+  full_from_half_kernel(pi, pj, shifts.data_ptr<int32_t>(), n, n_atoms,
+                        row_ptr.data_ptr<int64_t>(), fi.data_ptr<int64_t>(),
+                        fj.data_ptr<int64_t>(), fs.data_ptr<int32_t>());
+  return {fi, fj, fs, row_ptr};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &aev_forward, "AEV forward (N, F)",
         py::call_guard<py::gil_scoped_release>());
-  m.def("backward", &aev_backward, "AEV backward: grad wrt pair vectors (P, 3)",
+  m.def("backward", &aev_backward,
+        "AEV backward: grad wrt pair vectors, (P, 3) for grad_out (N, F), (P, K, 3) for (K, N, F)",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("full_from_half", &full_from_half,
+        "full neighbor list grouped by centre from a half list: (i, j, shifts, row_ptr)",
         py::call_guard<py::gil_scoped_release>());
 }
