@@ -171,6 +171,8 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "threads": torch.get_num_threads(),
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -90,3 +90,25 @@ def test_committee_save_load_and_mismatch(tmp_path):
     other = Potential(species=["H", "O"], descriptor="ani1x", hidden=[16, 8]).double()
     with pytest.raises(ValueError, match="member 1 has a different model config"):
         Committee([members[0], other])
+
+
+def test_absent_species_columns_are_skipped_exactly():
+    """A water cluster evaluated by an H, C, N, O committee: the first layer and ∂E/∂G use
+    only the features of H and O (the others are exactly zero), with identical results."""
+    from nnp_lab.data.batch import Batch
+
+    members = _members(3)
+    com = Committee(members)
+    params = members[0].descriptor.params
+    cols = params.feature_columns((0, 3))
+    assert len(cols) == 2 * 16 + 3 * 32  # radial H, O; angular HH, HO, OO
+    atoms = molecule("H2O")
+    other = molecule("H2O")
+    other.translate([2.9, 0.2, 0.1])
+    atoms += other
+    out = com.predict(atoms)
+    for k, m in enumerate(members):
+        m.descriptor.backend = "torch"
+        ref = m(Batch.from_atoms(atoms), create_graph=True)
+        np.testing.assert_allclose(out["energy"][k], ref["energy"].detach(), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(out["forces"][k], ref["forces"].detach(), rtol=0, atol=1e-10)

@@ -933,6 +933,12 @@ def label_dataset(
     return out
 
 
+def attach_result(atoms: Atoms, result: LabelResult, method: str) -> None:
+    """Put ``result`` on ``atoms`` (in place): labels in a SinglePointCalculator, and
+    ``info`` status/method/error and extras — what :meth:`Dataset.from_atoms` reads."""
+    _apply(atoms, result, method, [])
+
+
 def _apply(atoms: Atoms, result: LabelResult, method: str, old_extras: list[str]) -> None:
     """Replace the labels of ``atoms`` by ``result`` (in place)."""
     for key in ("status", "error", "method", *old_extras):

@@ -1,5 +1,5 @@
-"""Dynamics: the ASE calculator adapter (MD integrators and PIMD come later)."""
+"""Dynamics: ASE calculator adapters for potentials and committees (PIMD comes later)."""
 
-from nnp_lab.dynamics.calculator import NNPCalculator
+from nnp_lab.dynamics.calculator import CommitteeCalculator, NNPCalculator
 
-__all__ = ["NNPCalculator"]
+__all__ = ["CommitteeCalculator", "NNPCalculator"]

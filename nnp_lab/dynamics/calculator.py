@@ -85,3 +85,45 @@ class NNPCalculator(Calculator):
         if stress:
             s = out["stress"][0].detach().cpu().numpy().astype(float)
             self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+class CommitteeCalculator(Calculator):
+    """ASE calculator for a :class:`~nnp_lab.models.committee.Committee`: dynamics follow
+    the committee-mean energy and forces; the spread comes with every evaluation.
+
+    Extra entries of ``results`` after each calculation: ``energy_std`` (eV),
+    ``force_spread`` (N,) per-atom ‖std over members‖ (eV/Å), ``max_force_spread``
+    (eV/Å) — multiplied by ``force_scale`` (a calibration factor, 1 = raw spread) — and
+    ``members_energy`` (K,).
+    """
+
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "energies", "forces"]
+
+    def __init__(self, committee: Any, force_scale: float = 1.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not (force_scale > 0):
+            raise InputError(f"force_scale must be > 0, got {force_scale}")
+        self.committee = committee
+        self.force_scale = float(force_scale)
+        committee.eval()
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties or ["energy"], system_changes)
+        com = self.committee
+        batch = Batch.from_atoms(self.atoms, dtype=com.dtype, device=com.device)
+        out = com(batch, forces=True)
+        energy = float(out["energy_mean"][0])
+        spread = out["force_spread"].detach().cpu().numpy().astype(float) * self.force_scale
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["energies"] = out["atomic_energies"].mean(0).detach().cpu().numpy()
+        self.results["forces"] = out["forces_mean"].detach().cpu().numpy().astype(float)
+        self.results["energy_std"] = float(out["energy_std"][0])
+        self.results["force_spread"] = spread
+        self.results["max_force_spread"] = float(spread.max()) if spread.size else 0.0
+        self.results["members_energy"] = out["energy"][:, 0].detach().cpu().numpy()

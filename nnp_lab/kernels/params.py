@@ -40,3 +40,20 @@ class AEVParams:
     @property
     def num_features(self) -> int:
         return self.radial_length + self.num_pairs * self.angular_sublength
+
+    def feature_columns(self, present: tuple[int, ...]) -> list[int]:
+        """Feature indices that can be non-zero when only species ``present`` occur:
+        their radial blocks and the angular blocks of pairs of them (ascending)."""
+        nr, sub = len(self.radial_shifts), self.angular_sublength
+        keep = set(present)
+        cols: list[int] = []
+        for s in sorted(keep):
+            cols += range(s * nr, (s + 1) * nr)
+        slot = 0
+        for a in range(self.num_species):
+            for b in range(a, self.num_species):
+                if a in keep and b in keep:
+                    start = self.radial_length + slot * sub
+                    cols += range(start, start + sub)
+                slot += 1
+        return cols

@@ -110,6 +110,19 @@ class Committee(nn.Module):
     def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
         return self.members[0].species_index(numbers)
 
+    def _columns(
+        self, neighbor_species: torch.Tensor, centre_species: torch.Tensor, params: Any
+    ) -> torch.Tensor | None:
+        """Feature columns that can be non-zero for the species in a chunk (None: all)."""
+        present = torch.unique(torch.cat([neighbor_species, centre_species])).tolist()
+        if len(present) == params.num_species:
+            return None
+        key = tuple(present)
+        cache = self.__dict__.setdefault("_column_cache", {})
+        if key not in cache:
+            cache[key] = torch.tensor(params.feature_columns(key), dtype=torch.long)
+        return cache[key].to(neighbor_species.device)
+
     def chunk_terms(
         self,
         vectors: torch.Tensor,
@@ -127,6 +140,11 @@ class Committee(nn.Module):
         )
         gd = g.detach()
         k_members, n_c = self.size, centre_species.shape[0]
+        # Features of species absent from this chunk are exactly zero: the first layer
+        # (standardisation folded in) and ∂E/∂G skip those columns (a water box evaluated
+        # by an H, C, N, O model uses 128 of ANI-1x's 384 features).
+        cols = self._columns(neighbor_species, centre_species, params)
+        x_all = gd if cols is None else gd.index_select(1, cols)
         energies = torch.zeros((k_members, n_c), dtype=torch.float64, device=g.device)
         de_dg = (
             torch.zeros((k_members, n_c, gd.shape[1]), dtype=gd.dtype, device=g.device)
@@ -137,8 +155,10 @@ class Committee(nn.Module):
             idx = torch.nonzero(centre_species == s).squeeze(-1)
             if idx.numel() == 0:
                 continue
-            x = gd.index_select(0, idx)  # (n, F)
+            x = x_all.index_select(0, idx)  # (n, F')
             w1, b1 = layers[0]
+            if cols is not None:
+                w1 = w1.index_select(1, cols)
             h1 = torch.einsum("nf,kfh->knh", x, w1) + b1.unsqueeze(1)  # one GEMM for all K
             leaf = h1.detach().requires_grad_(need_grad)
             with torch.set_grad_enabled(need_grad):
@@ -148,7 +168,11 @@ class Committee(nn.Module):
                 y = h.squeeze(-1)  # (K, n)
                 if need_grad:
                     (gh,) = torch.autograd.grad(y.sum(), leaf)  # (K, n, H1)
-                    de_dg[:, idx] = torch.bmm(gh, w1.transpose(1, 2))
+                    d = torch.bmm(gh, w1.transpose(1, 2))  # (K, n, F')
+                    if cols is None:
+                        de_dg[:, idx] = d
+                    else:
+                        de_dg[:, idx.unsqueeze(1), cols.unsqueeze(0)] = d
             energies[:, idx] = y.detach().to(torch.float64)
         energies = energies + self._self_energies[:, centre_species]
         return energies, (pull if need_grad else None), de_dg
