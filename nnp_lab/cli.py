@@ -1,4 +1,4 @@
-"""Command line: ``nnp-lab dataset build``, ``train``, ``eval``, ``demo``."""
+"""Command line: ``nnp-lab dataset build``, ``train``, ``eval``, ``active-learn``, ``demo``."""
 
 from __future__ import annotations
 
@@ -132,6 +132,53 @@ def evaluate_cmd(
 
         plot_parity(parity, plot)
     _print_json({"n_structures": parity.attrs["n_structures"], **metrics(parity)})
+
+
+@app.command("active-learn")
+@_friendly
+def active_learn(
+    config: Path = typer.Argument(..., help="YAML/JSON active-learning config"),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", "-w", help="run folder (default: the config's `workdir`)"
+    ),
+    iterations: int | None = typer.Option(
+        None, "--iterations", "-n", help="override stop.max_iterations"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Committee active learning: explore, ask the reference, retrain (resumes if killed)."""
+    from nnp_lab.active.loop import ActiveLearner, ActiveLearningConfig
+    from nnp_lab.config_io import load_config
+
+    cfg = load_config(ActiveLearningConfig, config)
+    update: dict[str, Any] = {}
+    if workdir is not None:
+        update["workdir"] = str(workdir.resolve())
+    if iterations is not None:
+        update["stop"] = cfg.stop.model_copy(update={"max_iterations": iterations})
+    if update:
+        cfg = cfg.model_copy(update=update)
+
+    def report(event: dict[str, Any]) -> None:
+        if event.get("stage") == "done":
+            typer.echo(f"stopped after iteration {event['iteration']}: {event['reason']}")
+
+    learner = ActiveLearner(
+        cfg, base_dir=config.resolve().parent, progress=report, show_progress=not quiet
+    )
+    log = learner.run()
+    last = log.isel(iteration=-1)
+    summary = {
+        "workdir": str(learner.workdir),
+        "iterations": int(log.sizes["iteration"]),
+        "labels": int(last["n_labels"]),
+        "failed_labels": int(last["n_failed"]),
+        "val_force_rmse_meV_per_A": float(last["val_force_rmse"]),
+        "test_force_rmse_meV_per_A": float(last["test_force_rmse"]),
+        "spearman_rho": float(last["spearman_rho"]),
+        "record": str(learner.workdir / "al_log.nc"),
+    }
+    _print_json(summary)
 
 
 @app.command("demo")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ase.build import molecule
 from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 from nnp_lab import Dataset
@@ -74,3 +75,25 @@ def test_index_errors(cu_dataset):
         cu_dataset[len(cu_dataset)]
     with pytest.raises(IndexError):
         cu_dataset.subset([10_000])
+
+
+def test_concat_fills_variables_only_later_parts_have(cu_dataset):
+    """The first part lacks ``info_uncertainty``: it is filled with NaN there."""
+    extra = cu_dataset[0]
+    extra.info["uncertainty"] = 0.25
+    both = Dataset.concat([cu_dataset.subset([1, 2]), Dataset.from_atoms([extra])])
+    u = both.xr["info_uncertainty"].values
+    assert np.isnan(u[:2]).all() and u[2] == 0.25
+
+
+def test_strings_longer_than_in_the_first_file_survive_a_save(tmp_path):
+    """Concatenating a loaded dataset whose statuses are all "ok" with a failed one and
+    saving again keeps "failed" whole (no fixed string width inherited from the file)."""
+    ok = molecule("H2O")
+    ok.calc = SinglePointCalculator(ok, energy=-1.0)
+    bad = molecule("H2O")
+    bad.info.update(status=STATUS_FAILED, error="SCF not converged")
+    Dataset.from_atoms([ok]).save(tmp_path / "a.nc")
+    both = Dataset.concat([Dataset.load(tmp_path / "a.nc"), Dataset.from_atoms([bad])])
+    both.save(tmp_path / "b.nc")
+    assert Dataset.load(tmp_path / "b.nc").status.tolist() == ["ok", "failed"]

@@ -1,7 +1,8 @@
 """The oracle: reference calculations run as Dask tasks, every result cached as it arrives.
 
-By default a ``distributed.LocalCluster`` (worker processes on this machine, listening on
-127.0.0.1) is started; ``scheduler_address`` connects to an existing cluster instead
+By default a ``distributed.LocalCluster`` (worker processes on this machine, everything
+listening on 127.0.0.1, no dashboard) is started — worker processes are spawned, so a
+script that runs the oracle needs the usual ``if __name__ == "__main__":`` guard; ``scheduler_address`` connects to an existing cluster instead
 (dask-jobqueue on Slurm/PBS, Kubernetes, …). Each structure is one task running the
 labeler's :meth:`~nnp_lab.data.labelers.Labeler.label`:
 
@@ -92,7 +93,8 @@ class DaskOracle:
                 threads_per_worker=cfg.threads_per_worker,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # no dashboard; the scheduler's HTTP endpoints on a free loopback port
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 memory_limit=cfg.memory_limit,
             )
         self._client = Client(self._cluster)

@@ -235,6 +235,10 @@ class Dataset:
         """Write the dataset to netCDF atomically (temp file + rename)."""
         data = self._data.copy()
         data.attrs["content_hash"] = self.content_hash()
+        for name in data.variables:
+            # encodings come from whichever file a variable was first read from; a fixed
+            # string width from there would truncate longer strings added since
+            data[name].encoding = {}
 
         def write(tmp: Path) -> None:
             data.to_netcdf(tmp, engine=NETCDF_ENGINE)
@@ -441,8 +445,8 @@ class Dataset:
                     }
                 )
             datas.append(d)
-        struct_vars = sorted(v for v in names if "structure" in parts[0].xr[v].dims)
-        atom_vars = sorted(v for v in names if "atom" in parts[0].xr[v].dims)
+        struct_vars = sorted(v for v in names if "structure" in datas[0][v].dims)
+        atom_vars = sorted(v for v in names if "atom" in datas[0][v].dims)
         by_structure = xr.concat([d[struct_vars] for d in datas], dim="structure")
         by_atom = xr.concat([d[atom_vars] for d in datas], dim="atom")
         data = xr.merge([by_structure, by_atom], compat="override", join="override")
