@@ -139,6 +139,8 @@ def _spawn(args: list[str], timeout: float) -> dict[str, Any] | None:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
+    if res.returncode == -9:
+        return {"error": "killed (SIGKILL: out of memory)"}
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
         return {"error": f"exit {res.returncode}: {tail[0][:200]}"}
@@ -317,7 +319,8 @@ Latest run of the throughput benchmark (energy + forces, neighbor list included,
 excluded, median of repeats; {out["dtype"]}).
 
 - Machine: {m.get("cpu")}, {m.get("cores")} cores, {m.get("memory_gb", "?")} GB RAM, GPU: {m.get("gpu") or "none"}
-- Software: torch {m.get("torch")}, Python {m.get("python")}
+- Software: torch {m.get("torch")}, Python {m.get("python")}; {m.get("threads")} torch threads,
+  `OMP_WAIT_POLICY={m.get("omp_wait_policy")}`; every case runs in its own process
 - Command: `{out["command"]}`
 - Plot: `{png.relative_to(ROOT)}`
 
@@ -328,7 +331,10 @@ per second for committees), the arithmetic bound of an ANI-1x-sized model
 
 {md}
 """
-    (ROOT / "docs" / "performance.md").write_text(text)
+    path = ROOT / "docs" / "performance.md"
+    if path.exists() and "\n## Assessment" in path.read_text():  # hand-written, kept
+        text += "\n## Assessment" + path.read_text().split("\n## Assessment", 1)[1]
+    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -278,3 +278,38 @@ def test_oracle_records_failures_and_reruns_a_dead_worker_once(tmp_path):
         (res,) = o.label([ok], show_progress=False)
     assert not res.ok and "KilledWorker" in res.error
     assert len(os.listdir(attempts)) == 2  # the first run and exactly one re-run
+
+
+def test_label_efficiency_study_runs_both_strategies_on_one_pool(cu_data, tmp_path):
+    from nnp_lab.active.efficiency import label_efficiency, plot_efficiency
+
+    train, val, test = cu_data
+    pool = []
+    for a in Dataset.concat([val, test]).to_atoms():
+        a.calc = None
+        pool.append(a)
+    short = TRAIN.model_copy(update={"epochs": 6})
+    with DaskOracle(EMTLabeler(), cache=tmp_path / "c.sqlite", config={"n_workers": 2}) as o:
+        res = label_efficiency(
+            pool,
+            train.subset(range(6)),
+            val,
+            test,
+            o,
+            MODEL,
+            CommitteeConfig(size=2),
+            short,
+            short.model_copy(update={"epochs": 3}),
+            budget=3,
+            rounds=2,
+            workdir=tmp_path / "work",
+        )
+        paid = o.computed
+    assert res["n_labels"].values.tolist() == [[6, 9, 12], [6, 9, 12]]
+    assert np.isfinite(res["force_rmse"].values).all()
+    for s in ("active", "random"):
+        picks = res["picked"].sel(strategy=s).values.ravel()
+        assert len(set(picks.tolist())) == picks.size  # never the same pool frame twice
+    assert paid <= 12  # each strategy buys 6; frames both picked are paid once (cache)
+    assert {"labels_ratio", "random_final_force_rmse"} <= set(res.attrs)
+    assert plot_efficiency(res, tmp_path / "eff.png").stat().st_size > 1000

@@ -272,3 +272,15 @@ def test_xtb_water_cluster_loop(tmp_path):
     data = Dataset.concat([train, val])
     assert {str(m) for m in data.xr["method"].values} == {learner.labeler.method}
     assert "GFN2" in learner.labeler.method and data.summary()["labelled"] == len(data)
+
+
+def test_packaged_active_learning_config_is_valid():
+    """The example config shipped with the package (and shown in the README) validates."""
+    from importlib import resources
+
+    from nnp_lab.active.loop import ActiveLearningConfig
+
+    text = resources.files("nnp_lab.resources").joinpath("cu_active_learning.yaml").read_text()
+    cfg = ActiveLearningConfig.model_validate(yaml.safe_load(text))
+    assert cfg.committee.size == 4 and cfg.explore.hard_limit > cfg.explore.threshold
+    assert [s.name for s in cfg.starts] == ["100-adatom", "111-adatom"]

@@ -126,6 +126,7 @@ def label_efficiency(
     }
     picks = np.full((len(names), rounds, budget), -1, dtype=int)
     spearman = np.full(len(names), np.nan)
+    spearman_rms = np.full(len(names), np.nan)
     for s, strategy in enumerate(names):
         n_labels[s, 0] = n0
         for key, value in base_err.items():
@@ -163,13 +164,15 @@ def label_efficiency(
                 metrics[key][s, r] = value
             if progress is not None:
                 progress({"strategy": strategy, "round": r, "labels": int(n_labels[s, r]), **err})
-        spearman[s] = calibrate(current, test).spearman_max
+        cal = calibrate(current, test)
+        spearman[s], spearman_rms[s] = cal.spearman_max, cal.spearman_rms
     out = xr.Dataset(
         {
             "n_labels": (("strategy", "round"), n_labels),
             **{k: (("strategy", "round"), v) for k, v in metrics.items()},
             "picked": (("strategy", "selection_round", "pick"), picks),
             "test_spearman_rho": ("strategy", spearman),
+            "test_spearman_rho_rms": ("strategy", spearman_rms),
         },
         coords={"strategy": names, "round": np.arange(rounds + 1)},
     )
@@ -182,6 +185,7 @@ def label_efficiency(
         pool_size=len(pool),
         seed_labels=n0,
         test_structures=len(test.labelled()),
+        test_force_rms=1000 * float(np.sqrt(np.nanmean(test.labelled().xr["forces"].values ** 2))),
         method=oracle.labeler.method,
     )
     if "active" in names and "random" in names:

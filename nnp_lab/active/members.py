@@ -2,11 +2,9 @@
 
 Each member gets its own initial weights (seed ``seed·7919 + k``), its own bootstrap
 resample of the training set (drawn with replacement from ``(seed, k)``), and its own
-data order. Members are trained one after the other in this process: on a CPU each
-member's force training already uses every core through torch's intra-op threads, and
-running members side by side measured no faster on 2 cores (it only splits the same
-cores). Every member checkpoints into its own folder, so a killed committee training
-resumes member by member with no epoch lost.
+data order. Members are trained one after the other in this process, each using every
+core through torch's intra-op threads (or the GPU). Every member checkpoints into its own
+folder, so a killed committee training resumes member by member with no epoch lost.
 
 Warm start (retraining after new labels): each member continues from the previous
 committee's member k — weights and statistics (self-energies, descriptor standardisation)
