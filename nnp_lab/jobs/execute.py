@@ -95,7 +95,7 @@ def run_committee_train(spec: Any, root: Path, progress: Progress, resume: bool)
     data = Dataset.read(safe_path(root, spec.dataset)).labelled()
     if len(data) < 3:
         raise InputError(f"need at least 3 labelled structures, the dataset has {len(data)}")
-    train, val, test = data.split(spec.split.fractions, seed=spec.split.seed)
+    train, val, _test = data.split(spec.split.fractions, seed=spec.split.seed)
     out = safe_path(root, spec.out)
     training = _train_config(spec.training, spec.device)
     size, epochs = spec.committee.size, training.epochs
