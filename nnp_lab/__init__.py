@@ -29,6 +29,11 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Jupyter server extension entry point (the REST API in :mod:`nnp_lab.server`)."""
+    return [{"module": "nnp_lab.server"}]
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)

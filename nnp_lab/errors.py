@@ -33,3 +33,7 @@ class CheckpointError(InputError):
 
 class LabelingError(NNPLabError, RuntimeError):
     """A reference calculation failed (e.g. SCF not converged)."""
+
+
+class PathError(InputError):
+    """A path leaves the folder it must stay in (absolute, ``..`` or a symlink out)."""

@@ -10,6 +10,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # spin and starve torch/tblite on a 2-core machine (50-100x slower). Passive waiting costs
 # ~15 % in a single busy process and prevents that.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# pytest-jupyter points HOME at a temporary folder; job workers started from a test server
+# would then rebuild the C++ extension (~35 s) in an empty ~/.cache: pin the build cache.
+os.environ.setdefault(
+    "TORCH_EXTENSIONS_DIR", os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
+)
 
 import numpy as np
 import pytest

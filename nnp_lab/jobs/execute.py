@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nnp_lab._atomic import atomic_write_text
-from nnp_lab.errors import InputError
+from nnp_lab.errors import InputError, PathError
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -23,13 +23,13 @@ def safe_path(root: str | Path, relative: str) -> Path:
     """``root / relative`` resolved, refused unless it stays inside ``root``."""
     rel = Path(relative)
     if rel.is_absolute():
-        raise InputError(f"path {relative!r} must be relative to the server root")
+        raise PathError(f"path {relative!r} must be relative to the server root")
     if ".." in rel.parts:
-        raise InputError(f"path {relative!r} may not contain '..'")
+        raise PathError(f"path {relative!r} may not contain '..'")
     base = Path(root).resolve()
     target = (base / rel).resolve()
     if target != base and base not in target.parents:
-        raise InputError(f"path {relative!r} leads outside the server root (symlink?)")
+        raise PathError(f"path {relative!r} leads outside the server root (symlink?)")
     return target
 
 
@@ -61,8 +61,11 @@ def run_dataset_build(spec: Any, root: Path, progress: Progress, resume: bool) -
         show_progress=False,
     )
     ds.save(out)
-    return {"dataset": str(out.relative_to(root)), "summary": ds.summary(),
-            "sources": summarize_sources(ds)}  # fmt: skip
+    return {
+        "dataset": str(out.relative_to(root)),
+        "summary": ds.summary(),
+        "sources": summarize_sources(ds),
+    }
 
 
 def run_train(spec: Any, root: Path, progress: Progress, resume: bool) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def run_active_learn(spec: Any, root: Path, progress: Progress, resume: bool) ->
         config, base = load_config(ActiveLearningConfig, path), path.parent
     workdir = (base / config.workdir).resolve()
     if workdir != root and root not in workdir.parents:
-        raise InputError(f"workdir {config.workdir!r} leads outside the server root")
+        raise PathError(f"workdir {config.workdir!r} leads outside the server root")
     if spec.device != "auto":
         config = config.model_copy(
             update={

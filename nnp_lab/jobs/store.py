@@ -192,9 +192,19 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns of a job (``status`` changes also append a status event)."""
         allowed = {
-            "status", "started", "finished", "heartbeat", "pid", "proc_start", "progress",
-            "message", "error", "result", "log_path", "attempts",
-        }  # fmt: skip
+            "status",
+            "started",
+            "finished",
+            "heartbeat",
+            "pid",
+            "proc_start",
+            "progress",
+            "message",
+            "error",
+            "result",
+            "log_path",
+            "attempts",
+        }
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"unknown job fields {sorted(bad)}")
@@ -261,14 +271,13 @@ class JobStore:
         """Mark queued/running jobs whose worker process is gone ``interrupted``.
 
         Returns the ids marked. A job with a live worker (same pid *and* start time) is
-        left alone: workers run detached and survive a server restart.
+        left alone: workers run detached and survive a server restart. Queued jobs never
+        launched stay queued.
         """
         marked = []
         for job in self.list(status="running") + self.list(status="queued"):
             if job["status"] == "queued" and job["pid"] is None:
-                # never launched (the server died between create and launch)
-                if time.time() - job["created"] < 60:
-                    continue
+                continue  # waiting for a slot: the next dispatch starts it
             if not process_alive(job["pid"], job["proc_start"]):
                 if self.transition(
                     job["id"],

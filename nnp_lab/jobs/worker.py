@@ -89,9 +89,13 @@ def run(db: str, job_id: str, resume: bool = False) -> int:
         return 1
     stop.set()
     store.update(
-        job_id, status="completed", finished=time.time(), progress=1.0, result=result,
+        job_id,
+        status="completed",
+        finished=time.time(),
+        progress=1.0,
+        result=result,
         message="completed",
-    )  # fmt: skip
+    )
     return 0
 
 
