@@ -145,6 +145,21 @@ async def test_train_job_through_the_api_with_events_and_preview(jp_fetch, root)
     assert summary["summary"]["structures"] == 24
     _, model = await api(jp_fetch, "preview", path="run/model.pt")
     assert model["type"] == "model" and model["config"]["species"] == ["Cu"]
+    # "Open in notebook": the template notebook runs top to bottom
+    code, made = await api(jp_fetch, "jobs", job["id"], "notebook", method="POST")
+    assert code == 201 and made["path"].endswith(".ipynb")
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(root / made["path"], as_version=4)
+    folder = (root / made["path"]).parent  # Lab starts the kernel in the notebook's folder
+    await NotebookClient(
+        nb, timeout=300, resources={"metadata": {"path": str(folder)}}
+    ).async_execute()
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "final validation force MAE" in outputs and "['Cu']" in outputs
 
 
 async def test_bad_input_is_a_4xx_that_says_what_is_wrong(jp_fetch, root):

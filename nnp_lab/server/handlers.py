@@ -184,6 +184,22 @@ class PreviewHandler(_Base):
             raise web.HTTPError(400, str(exc)) from None
 
 
+class NotebookHandler(_Base):
+    """Make a notebook that loads a completed job's results; returns its path."""
+
+    @web.authenticated
+    def post(self, job_id: str) -> None:
+        from nnp_lab.server.notebooks import job_notebook
+
+        job = self.job_or_404(job_id)
+        try:
+            path = job_notebook(job, self.root)
+        except InputError as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        self.set_status(201)
+        self.finish(_dumps({"path": path}))
+
+
 class SpecSchemaHandler(_Base):
     @web.authenticated
     def get(self) -> None:
@@ -196,6 +212,7 @@ ROUTES = [
     (r"jobs/(?P<job_id>[0-9a-f]{12})/(?P<action>cancel|resume)", JobActionHandler),
     (r"jobs/(?P<job_id>[0-9a-f]{12})/events", EventsHandler),
     (r"jobs/(?P<job_id>[0-9a-f]{12})/stream", StreamHandler),
+    (r"jobs/(?P<job_id>[0-9a-f]{12})/notebook", NotebookHandler),
     (r"files", FilesHandler),
     (r"preview", PreviewHandler),
     (r"specs", SpecSchemaHandler),

@@ -1,0 +1,177 @@
+"""JupyterLab in a real browser (Debian's Chromium driven by Playwright): the NNP Lab
+sidebar launches a training job from its form, the job reaches 100 % and "completed",
+and "Open in notebook" opens a notebook that runs. Screenshots go to ``tests/e2e/artifacts``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "nnp-lab-e2e"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        "Debian chromium is not installed (make test installs it: apt-get install chromium)",
+        allow_module_level=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path, cu_dataset):
+    """JupyterLab on 127.0.0.1 with a token; no news popup; stopped after the test."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    root.mkdir()
+    state.mkdir()
+    cu_dataset.save(root / "cu.nc")
+    settings = state / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    port = free_port()
+    env = {**os.environ, "NNP_LAB_JOB_DB": str(state / "jobs.sqlite")}
+    log = open(state / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabServerApp.user_settings_dir={state / 'user-settings'}",
+            f"--LabServerApp.workspaces_dir={state / 'workspaces'}",
+            "--allow-root",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5)
+            break
+        except OSError:
+            assert proc.poll() is None, (state / "lab.log").read_text()
+            assert time.time() < deadline, "JupyterLab did not start"
+            time.sleep(0.5)
+    yield {"url": url, "root": root, "state": state}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        pg = ctx.new_page()
+        yield pg
+        ctx.close()
+        browser.close()
+
+
+def test_sidebar_launches_training_and_opens_the_result_in_a_notebook(lab, page):
+    page.goto(f"{lab['url']}/lab?token={TOKEN}")
+    tab = page.locator('li[data-id="nnp-lab-panel"]')
+    tab.wait_for(timeout=60_000)
+    tab.click()
+    panel = page.locator("#nnp-lab-panel")
+    panel.locator('[data-nnp="form"]').wait_for()
+    panel.locator('[data-nnp="kind"]').select_option("train")
+    panel.locator('[data-nnp="dataset"] option[value="cu.nc"]').wait_for(state="attached")
+    panel.locator('[data-nnp="dataset"]').select_option("cu.nc")
+    panel.locator('[data-nnp="out"]').fill("runs/e2e")
+    panel.locator('[data-nnp="epochs"]').fill("3")
+    panel.locator('[data-nnp="device"]').select_option("cpu")
+    panel.locator('[data-nnp="name"]').fill("e2e-train")
+    page.screenshot(path=str(ARTIFACTS / "01-form.png"))
+    panel.locator('[data-nnp="submit"]').click()
+    job = panel.locator('[data-nnp="job"]', has_text="e2e-train")
+    job.wait_for(timeout=30_000)
+    done = panel.locator('[data-nnp="job"][data-status="completed"]', has_text="e2e-train")
+    done.wait_for(timeout=240_000)
+    assert done.locator('[data-nnp="percent"]').inner_text() == "100 %"
+    assert done.locator('[data-nnp="progress"]').get_attribute("value") == "100"
+    page.screenshot(path=str(ARTIFACTS / "02-completed.png"))
+    assert (lab["root"] / "runs" / "e2e" / "model.pt").exists()
+
+    done.locator('[data-nnp="open-in-notebook"]').click()
+    notebook = page.locator(".jp-NotebookPanel").first
+    notebook.wait_for(timeout=60_000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=120_000
+    )
+    made = list((lab["root"] / "nnp-lab-notebooks").glob("e2e-train-*.ipynb"))
+    assert len(made) == 1
+    n_code = sum(c["cell_type"] == "code" for c in json.loads(made[0].read_text())["cells"])
+    # once the kernel is really up (the status bar says Idle), Run > Run All Cells
+    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\| Idle")).first.wait_for(
+        timeout=120_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(
+        ".lm-Menu-item",
+        has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")),
+    ).first.click()
+    # every code cell runs: wait for the last one's execution count, then save and read back
+    deadline = time.time() + 180
+    while True:
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+s")
+
+        nb = json.loads(made[0].read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        if len(code) == n_code and all(c.get("execution_count") for c in code):
+            break
+        assert time.time() < deadline, "the notebook did not finish running"
+        time.sleep(2)
+    page.screenshot(path=str(ARTIFACTS / "03-notebook.png"))
+    outputs = [o for c in code for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"], outputs
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "final validation force MAE" in text and "['Cu']" in text
+    shutil.copy(lab["state"] / "lab.log", ARTIFACTS / "lab.log")
