@@ -175,3 +175,58 @@ def test_sidebar_launches_training_and_opens_the_result_in_a_notebook(lab, page)
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "final validation force MAE" in text and "['Cu']" in text
     shutil.copy(lab["state"] / "lab.log", ARTIFACTS / "lab.log")
+
+
+def run_all_cells(page) -> None:
+    """Wait for the kernel, then Run > Run All Cells."""
+    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\| Idle")).first.wait_for(
+        timeout=120_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(
+        ".lm-Menu-item",
+        has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")),
+    ).first.click()
+
+
+def test_structure_view_draws_a_non_blank_nglview_canvas(lab, page):
+    """A StructureView of a molecule coloured by a per-atom array: nglview's WebGL canvas
+    appears and is not blank (pixel check on a screenshot of the canvas)."""
+    import io
+
+    import nbformat
+    import numpy as np
+    from nbformat.v4 import new_code_cell, new_notebook
+    from PIL import Image
+
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "from ase.build import molecule\n"
+                "from nnp_lab.widgets import StructureView\n"
+                "atoms = molecule('CH3CH2OH')\n"
+                "StructureView(atoms, color_by=range(len(atoms)), label='atom index')"
+            )
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, lab["root"] / "view.ipynb")
+    page.goto(f"{lab['url']}/lab/tree/view.ipynb?token={TOKEN}")
+    page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
+    run_all_cells(page)
+    canvas = page.locator(".jp-OutputArea-output canvas").first
+    canvas.wait_for(timeout=120_000)
+    time.sleep(3)  # let NGL draw
+    png = canvas.screenshot(path=str(ARTIFACTS / "04-structure-view.png"))
+    page.screenshot(path=str(ARTIFACTS / "05-structure-view-page.png"))
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+    background = np.median(pixels.reshape(-1, 3), axis=0)
+    drawn = np.abs(pixels - background).sum(axis=-1) > 30
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert drawn.mean() > 0.005, f"canvas looks blank ({drawn.mean():.4f} of pixels drawn)"
+    assert "atom index" in page.locator(".jp-NotebookPanel").first.inner_text()
+    assert page.locator(".nnp-colourbar").count() == 1

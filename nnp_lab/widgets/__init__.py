@@ -1,0 +1,12 @@
+"""Jupyter widgets (ipywidgets + nglview): thin views of library objects and job ids.
+
+``StructureView`` (structures/trajectories coloured by a per-atom array),
+``TrainingMonitor`` (live curves from a training callback, a server job id or metrics.nc),
+``DatasetBrowser`` (table → 3D view), ``ActiveLearningDashboard`` (AL record → 3D view).
+"""
+
+from nnp_lab.widgets.browsers import ActiveLearningDashboard, DatasetBrowser
+from nnp_lab.widgets.monitor import TrainingMonitor
+from nnp_lab.widgets.structure_view import StructureView
+
+__all__ = ["ActiveLearningDashboard", "DatasetBrowser", "StructureView", "TrainingMonitor"]

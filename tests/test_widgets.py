@@ -1,0 +1,94 @@
+"""Widgets on the Python side (the browser test checks that they render)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from nnp_lab.errors import InputError
+from nnp_lab.widgets import DatasetBrowser, StructureView, TrainingMonitor
+from nnp_lab.widgets.structure_view import _colour_bins
+
+
+def trajectory(n: int) -> list:
+    frames = []
+    for k in range(n):
+        a = molecule("CH3CH2OH")
+        a.positions += 0.01 * k
+        frames.append(a)
+    return frames
+
+
+def test_structure_view_trajectory_slider_colours_and_subsampling():
+    frames = trajectory(30)
+    values = np.arange(30 * 9, dtype=float).reshape(30, 9)
+    view = StructureView(frames, color_by=values, label="spread", max_frames=10)
+    assert len(view.frames) == 10 and view.slider.max == 9
+    assert view.frame_index[0] == 0 and view.frame_index[-1] == 29
+    view.slider.value = 9
+    assert view.view.frame == 9 and view.current_frame == 29
+    assert "spread" in view.colour_bar.value
+    groups = _colour_bins(values[-1], "viridis", float(values.min()), float(values.max()))
+    atoms = sorted(i for _, idx in groups for i in idx)
+    assert atoms == list(range(9))  # every atom coloured exactly once
+    single = StructureView(molecule("H2O"))
+    assert single.slider is None and single.representation == "ball+stick"
+    with pytest.raises(InputError, match="one value per atom"):
+        StructureView(molecule("H2O"), color_by=[1.0, 2.0])
+
+
+def test_training_monitor_from_callback_and_metrics(tmp_path, cu_dataset):
+    from nnp_lab import Potential, Trainer
+
+    mon = TrainingMonitor()
+    pot = Potential(species=["Cu"], descriptor="metal", hidden=[8])
+    Trainer(pot, cu_dataset, cu_dataset, epochs=3, batch_size=8, workdir=tmp_path).fit(
+        progress=mon.callback, show_progress=False
+    )
+    assert mon.epochs == [1, 2, 3] and len(mon.history["val_force_mae"]) == 3
+    assert mon.image.value[:4] == b"\x89PNG" and mon.progress.value == 1.0
+    again = TrainingMonitor(metrics=str(tmp_path / "metrics.nc"))
+    assert again.epochs == [1, 2, 3]
+    np.testing.assert_allclose(again.history["val_force_mae"], mon.history["val_force_mae"])
+
+
+def test_training_monitor_follows_a_job_in_the_store(tmp_path):
+    """The widget holds only the job id and reads the job's events from the store."""
+    from nnp_lab.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create({"kind": "train"}, kind="train", root=str(tmp_path))
+    store.update(job, status="running")
+    mon = TrainingMonitor(job_id=job, store=str(store.path), poll_s=0.1)
+    for epoch in (1, 2):
+        store.add_event(
+            job,
+            "epoch",
+            {
+                "epoch": epoch,
+                "epochs": 2,
+                "train_loss": 1.0 / epoch,
+                "val_force_mae": 100.0 / epoch,
+            },
+        )
+    store.update(job, status="completed", progress=1.0)
+    deadline = time.time() + 10
+    while mon.epochs != [1, 2] and time.time() < deadline:
+        time.sleep(0.05)
+    assert mon.epochs == [1, 2] and mon.history["val_force_mae"] == [100.0, 50.0]
+    mon._thread.join(timeout=5)
+    assert not mon._thread.is_alive() and "completed" in mon.status.value
+
+
+def test_dataset_browser_filters_and_shows(cu_dataset):
+    browser = DatasetBrowser(cu_dataset)
+    assert len(browser.table.options) == len(cu_dataset)
+    browser.filter.value = "no such source"
+    assert browser.table.options == ()
+    browser.filter.value = ""
+    browser.table.value = 3
+    (view,) = browser.view_box.children
+    assert isinstance(view, StructureView) and view.values is not None
