@@ -181,6 +181,21 @@ def active_learn(
     _print_json(summary)
 
 
+@app.command("dashboard")
+@_friendly
+def dashboard_cmd(
+    path: Path = typer.Argument(
+        ..., help="training folder, metrics.nc, or active-learning workdir"
+    ),
+    port: int = typer.Option(5006, "--port", "-p", help="port on 127.0.0.1"),
+) -> None:
+    """Serve the Panel dashboard of a training or active-learning run on 127.0.0.1."""
+    from nnp_lab.dashboards.app import serve
+
+    typer.echo(f"nnp-lab dashboard of {path}: http://127.0.0.1:{port}/")
+    serve(path, port=port)
+
+
 @app.command("demo")
 @_friendly
 def demo(

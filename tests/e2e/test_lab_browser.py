@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,33 +17,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, CHROMIUM, FLAGS, free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "nnp-lab-e2e"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 if not Path(CHROMIUM).exists():
     pytest.skip(
         "Debian chromium is not installed (make test installs it: apt-get install chromium)",
         allow_module_level=True,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
