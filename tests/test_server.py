@@ -13,6 +13,8 @@ import pytest
 import yaml
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from nnp_lab.errors import InputError
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 TRAIN = {
@@ -160,6 +162,14 @@ async def test_train_job_through_the_api_with_events_and_preview(jp_fetch, root)
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
     assert "final validation force MAE" in outputs and "['Cu']" in outputs
+    views = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert views, "the TrainingMonitor widget was not displayed"
 
 
 async def test_bad_input_is_a_4xx_that_says_what_is_wrong(jp_fetch, root):
@@ -250,3 +260,30 @@ async def test_spec_schema_for_forms(jp_fetch, root):
     _, schema = await api(jp_fetch, "specs")
     kinds = set(schema["properties"]["spec"]["discriminator"]["mapping"])
     assert kinds == {"dataset_build", "train", "committee_train", "active_learn"}
+
+
+def test_dataset_notebook_template_runs_with_the_browser_widget(tmp_path, cu_dataset):
+    """The "Open in notebook" template of a dataset-build job runs top to bottom on the
+    real dataset and displays a DatasetBrowser."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from nnp_lab.server.notebooks import job_notebook
+
+    cu_dataset.save(tmp_path / "cu.nc")
+    job = {
+        "id": "0123abcd",
+        "kind": "dataset_build",
+        "name": "cu data",
+        "status": "completed",
+        "spec": {"kind": "dataset_build", "recipe": "cu.yaml"},
+        "result": {"dataset": "cu.nc"},
+    }
+    path = tmp_path / job_notebook(job, tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("24 structures" in o.get("text", "") for o in outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    with pytest.raises(InputError, match="notebooks open completed jobs"):
+        job_notebook({**job, "status": "failed"}, tmp_path)

@@ -9,6 +9,7 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from nnp_lab._atomic import atomic_write_text
 from nnp_lab.errors import InputError
 
 FOLDER = "nnp-lab-notebooks"
@@ -55,6 +56,10 @@ def _cells(job: dict[str, Any]) -> list[Any]:
                 f"    parity = xr.open_dataset({parity!r}).load()\n"
                 "    print({k: parity.attrs[k] for k in ('energy_mae', 'force_mae')})"
             ),
+            new_code_cell(
+                "from nnp_lab.widgets import TrainingMonitor\n\n"
+                f"TrainingMonitor(metrics={metrics!r})"
+            ),
         ]
     if kind == "committee_train":
         return [
@@ -74,6 +79,9 @@ def _cells(job: dict[str, Any]) -> list[Any]:
             new_code_cell(
                 f"data = nnp_lab.Dataset.load({result['dataset']!r})\nprint(data)\ndata.summary()"
             ),
+            new_code_cell(
+                "from nnp_lab.widgets import DatasetBrowser\n\nDatasetBrowser(data)  # click a row"
+            ),
         ]
     if kind == "active_learn":
         return [
@@ -85,6 +93,10 @@ def _cells(job: dict[str, Any]) -> list[Any]:
                 "ax.plot(log['n_labels'], log['val_force_rmse'], 'o-')\n"
                 "ax.set_xlabel('labels'); ax.set_ylabel('validation force RMSE (meV/Å)')\n"
                 "log[['n_labels', 'candidates', 'selected', 'val_force_rmse']].to_dataframe()"
+            ),
+            new_code_cell(
+                "from nnp_lab.widgets import ActiveLearningDashboard\n\n"
+                f"ActiveLearningDashboard({result['workdir']!r})"
             ),
         ]
     raise InputError(f"no notebook template for jobs of kind {kind!r}")
@@ -105,5 +117,5 @@ def job_notebook(job: dict[str, Any], root: Path) -> str:
     folder.mkdir(exist_ok=True)
     stem = (job.get("name") or job["kind"]).replace("/", "_").replace(" ", "_")
     path = folder / f"{stem}-{job['id']}.ipynb"
-    nbformat.write(nb, path)
+    atomic_write_text(path, nbformat.writes(nb))
     return str(path.relative_to(root))
