@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_build_dataset", "02_train_potential", "03_active_learning"]
+NAMES = ["01_build_dataset", "02_train_potential", "03_active_learning", "04_crystal_growth"]
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +55,6 @@ def test_notebook_runs(name, scratch):
         "01_build_dataset": "labelled",
         "02_train_potential": "test energy MAE",
         "03_active_learning": "n_labels",
+        "04_crystal_growth": "environments catalogued",
     }[name]
     assert expected in text

@@ -6,7 +6,8 @@ const KINDS: { [kind: string]: string } = {
   train: 'Train a potential',
   committee_train: 'Train a committee',
   dataset_build: 'Build a dataset (recipe)',
-  active_learn: 'Active learning (config)'
+  active_learn: 'Active learning (config)',
+  crystal_growth: 'Crystal growth, KMC (config)'
 };
 const FINAL = ['completed', 'failed', 'cancelled', 'interrupted'];
 
@@ -131,8 +132,8 @@ export class NNPLabPanel extends Widget {
     const rows: [string, HTMLElement, string[]][] = [
       ['Job', this.kind, Object.keys(KINDS)],
       ['Dataset', this.datasetSelect, ['train', 'committee_train']],
-      ['Config file', this.configFile, ['dataset_build', 'active_learn']],
-      ['Output', this.out, ['train', 'committee_train', 'dataset_build']],
+      ['Config file', this.configFile, ['dataset_build', 'active_learn', 'crystal_growth']],
+      ['Output', this.out, ['train', 'committee_train', 'dataset_build', 'crystal_growth']],
       ['Epochs', this.epochs, ['train', 'committee_train']],
       ['Members', this.members, ['committee_train']],
       ['Device', this.device, Object.keys(KINDS)],
@@ -205,6 +206,8 @@ export class NNPLabPanel extends Widget {
           recipe: this.configFile.value,
           ...(this.out.value ? { output: this.out.value } : {})
         };
+      case 'crystal_growth':
+        return { ...common, config: this.configFile.value, out };
       default:
         return { ...common, config: this.configFile.value };
     }

@@ -166,11 +166,46 @@ def run_active_learn(spec: Any, root: Path, progress: Progress, resume: bool) ->
     }
 
 
+def run_crystal_growth(spec: Any, root: Path, progress: Progress, resume: bool) -> dict[str, Any]:
+    from ase.io import write
+
+    from nnp_lab.apps.crystal_growth.growth import (
+        GrowthConfig,
+        growth_frames,
+        run_growth,
+        save_result,
+    )
+    from nnp_lab.config_io import load_config
+
+    config = spec.config
+    if isinstance(config, str):
+        config = load_config(GrowthConfig, safe_path(root, config))
+    out = safe_path(root, spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_growth(
+        config, progress=lambda k, n: progress("growth", {"snapshot": k, "fraction": k / n})
+    )
+    save_result(result, out / "growth.nc")
+    from nnp_lab._atomic import atomic_write
+
+    atomic_write(out / "growth.traj", lambda p: write(p, growth_frames(result), format="traj"))
+    last = result.isel(snapshot=-1)
+    return {
+        "result": str((out / "growth.nc").relative_to(root)),
+        "trajectory": str((out / "growth.traj").relative_to(root)),
+        "coverage": float(last.coverage),
+        "island_density": float(last.island_density),
+        "roughness": float(last.roughness),
+        "events": int(last.events),
+    }
+
+
 RUNNERS = {
     "dataset_build": run_dataset_build,
     "train": run_train,
     "committee_train": run_committee_train,
     "active_learn": run_active_learn,
+    "crystal_growth": run_crystal_growth,
 }
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nnp_lab.active.loop import ActiveLearningConfig
 from nnp_lab.active.members import CommitteeConfig
+from nnp_lab.apps.crystal_growth.growth import GrowthConfig
 from nnp_lab.data.build import DatasetBuildConfig
 from nnp_lab.training.config import TrainConfig
 from nnp_lab.training.run import ModelSection, SplitConfig, TrainRunConfig
@@ -89,11 +90,22 @@ class ActiveLearnJob(_Job):
         return [self.config.workdir]
 
 
+class CrystalGrowthJob(_Job):
+    """Kinetic Monte Carlo growth with NNP-predicted barriers (``nnp-lab grow``)."""
+
+    kind: Literal["crystal_growth"]
+    config: GrowthConfig | str = Field(description="growth config, or a YAML/JSON file")
+    out: str = Field(description="output folder (growth.nc, growth.traj)")
+
+    def paths(self) -> list[str]:
+        return [self.out] + ([self.config] if isinstance(self.config, str) else [])
+
+
 JobSpec = Annotated[
-    DatasetBuildJob | TrainJob | CommitteeTrainJob | ActiveLearnJob,
+    DatasetBuildJob | TrainJob | CommitteeTrainJob | ActiveLearnJob | CrystalGrowthJob,
     Field(discriminator="kind"),
 ]
-KINDS = ("dataset_build", "train", "committee_train", "active_learn")
+KINDS = ("dataset_build", "train", "committee_train", "active_learn", "crystal_growth")
 
 
 class JobRequest(BaseModel):

@@ -19,7 +19,16 @@ def _relative(result: dict[str, Any]) -> dict[str, Any]:
     """Result paths as seen from the notebook folder (kernels start in the notebook's
     folder): ``run/model.pt`` → ``../run/model.pt``."""
     out = dict(result)
-    for key in ("model", "metrics", "committee", "dataset", "record", "workdir"):
+    for key in (
+        "model",
+        "metrics",
+        "committee",
+        "dataset",
+        "record",
+        "workdir",
+        "result",
+        "trajectory",
+    ):
         if isinstance(out.get(key), str):
             out[key] = str(Path("..") / out[key])
     return out
@@ -97,6 +106,22 @@ def _cells(job: dict[str, Any]) -> list[Any]:
             new_code_cell(
                 "from nnp_lab.widgets import ActiveLearningDashboard\n\n"
                 f"ActiveLearningDashboard({result['workdir']!r})"
+            ),
+        ]
+    if kind == "crystal_growth":
+        return [
+            title,
+            setup,
+            new_code_cell(
+                f"growth = xr.open_dataset({result['result']!r}).load()\n"
+                "fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))\n"
+                "growth['island_density'].plot(ax=a, x='coverage')\n"
+                "growth['roughness'].plot(ax=b, x='coverage')\n"
+                "growth[['coverage', 'islands', 'island_density', 'roughness']].to_dataframe()"
+            ),
+            new_code_cell(
+                "from nnp_lab.widgets import CrystalGrowthView\n\n"
+                "CrystalGrowthView(growth, color_by='layer')  # move the slider through time"
             ),
         ]
     raise InputError(f"no notebook template for jobs of kind {kind!r}")

@@ -2,11 +2,19 @@
 
 ``StructureView`` (structures/trajectories coloured by a per-atom array),
 ``TrainingMonitor`` (live curves from a training callback, a server job id or metrics.nc),
-``DatasetBrowser`` (table → 3D view), ``ActiveLearningDashboard`` (AL record → 3D view).
+``DatasetBrowser`` (table → 3D view), ``ActiveLearningDashboard`` (AL record → 3D view),
+``CrystalGrowthView`` (a growing film with a time slider and its curves).
 """
 
 from nnp_lab.widgets.browsers import ActiveLearningDashboard, DatasetBrowser
+from nnp_lab.widgets.growth_view import CrystalGrowthView
 from nnp_lab.widgets.monitor import TrainingMonitor
 from nnp_lab.widgets.structure_view import StructureView
 
-__all__ = ["ActiveLearningDashboard", "DatasetBrowser", "StructureView", "TrainingMonitor"]
+__all__ = [
+    "ActiveLearningDashboard",
+    "CrystalGrowthView",
+    "DatasetBrowser",
+    "StructureView",
+    "TrainingMonitor",
+]

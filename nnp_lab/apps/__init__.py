@@ -1,0 +1,1 @@
+"""Applications built on the library: each a module + notebook + widget view."""
