@@ -31,7 +31,7 @@ from nnp_lab.apps.crystal_growth.neb import BarrierResult, event_sites, neb_barr
 from nnp_lab.errors import InputError
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "crystal_growth"
-SCHEMA = 3  # v3: 8 × 8 × 2 slabs, 3 images, fmax 0.05 eV/Å, ≤ 250 steps
+SCHEMA = 2  # v2: 8 × 8 × 3 slabs, 5 images, fmax 0.03 eV/Å, ≤ 250 steps
 
 
 def harvest_keys(surface: Surface, seed: int = 0) -> np.ndarray:

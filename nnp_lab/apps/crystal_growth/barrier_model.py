@@ -3,8 +3,9 @@ barrier of its move.
 
 Input: ANI symmetry functions (the library's descriptor, ``metal`` preset) of the moving
 atom at its initial site ``G_s``, at its target ``G_t`` (each in its own configuration)
-and at the midpoint ``G_m``, on the ideal lattice geometry of the move's environment
-(:func:`~.neb.event_structures`). Each member has two heads:
+and at the midpoint ``G_m``, on the ideal lattice geometry of the move's environment: its
+occupied sites, every support they need (:func:`~.neb.event_sites`) and a semi-infinite
+substrate. Each member has two heads:
 
 * a site-energy head ``ε(G)``: the reaction energy is ``ΔE = ε(G_t) − ε(G_s)``;
 * a saddle head ``h`` of the symmetric input ``(G_s + G_t, |G_s − G_t|, G_m)``.
@@ -28,8 +29,6 @@ from torch import nn
 
 from nnp_lab._atomic import atomic_write
 from nnp_lab.apps.crystal_growth.lattice import Surface
-from nnp_lab.apps.crystal_growth.neb import event_structures
-from nnp_lab.data.batch import Batch
 from nnp_lab.errors import InputError
 from nnp_lab.models.descriptor import ANIDescriptor, DescriptorConfig
 
@@ -83,28 +82,51 @@ class BarrierModel:
         self.history: list[float] = []
 
     # ------------------------------------------------------------------ features
+    def _substrate(self, z0: int) -> np.ndarray:
+        """Substrate sites (layers ≤ 0, deep enough for the cutoff) around ``(z0, 0, 0)``."""
+        cache = self.__dict__.setdefault("_substrate_cache", {})
+        if z0 not in cache:
+            spacing = self.surface.position((1, 0, 0))[2]
+            depth = int(np.ceil(self.descriptor.cutoff / spacing)) + 1
+            reach = int(np.ceil(self.descriptor.cutoff / self.surface.d * 1.2)) + 3
+            r = np.arange(-reach, reach + 1)
+            zi, ii, jj = np.meshgrid(np.arange(-depth + 1, 1), r, r, indexing="ij")
+            cache[z0] = np.stack([zi.ravel(), ii.ravel(), jj.ravel()], axis=1)
+        return cache[z0]
+
     def _compute(self, keys: list[int]) -> None:
-        structures = []
-        for key in keys:
-            ini, fin, a = event_structures(self.surface, key)
-            mid = ini.copy()
-            vec = fin.positions[a] - ini.positions[a]
-            frac = np.linalg.solve(ini.cell.T, vec)
-            frac[:2] -= np.round(frac[:2])  # minimum image in the surface plane
-            mid.positions[a] = ini.positions[a] + 0.5 * (frac @ ini.cell)
-            structures += [ini, fin, mid]
-        batch = Batch.from_atoms(structures, dtype=torch.float64, validate=False)
-        pairs = batch.neighbors(self.descriptor.cutoff)
-        vec = (
-            batch.positions[pairs.j]
-            - batch.positions[pairs.i]
-            + torch.einsum("pk,pkx->px", pairs.shifts, batch.cell[batch.batch[pairs.i]])
-        )
-        species = torch.zeros(len(batch.numbers), dtype=torch.long)
+        """Descriptors of the moving atom at s, t and their midpoint, from the ideal lattice:
+        the environment's atoms, the supports they need, a semi-infinite substrate."""
+        from nnp_lab.apps.crystal_growth.neb import event_sites
+        from nnp_lab.kernels.backend import centre_aev
+
+        cut = self.descriptor.cutoff
+        vecs, centres = [], []
+        for n, key in enumerate(keys):
+            s, t, others = event_sites(self.surface, key)
+            sub = self._substrate(s[0]) + np.array([0, s[1], s[2]])
+            sites = np.concatenate([np.array(others, dtype=int).reshape(-1, 3), sub])
+            pos = self.surface.position(sites)
+            ps, pt = self.surface.position(s), self.surface.position(t)
+            for k, c in enumerate((ps, pt, 0.5 * (ps + pt))):
+                d = pos - c
+                near = np.einsum("ij,ij->i", d, d) < cut * cut
+                vecs.append(d[near])
+                centres.append(np.full(int(near.sum()), 3 * n + k))
+        v = torch.from_numpy(np.concatenate(vecs))
+        i = torch.from_numpy(np.concatenate(centres))
+        zeros = torch.zeros(len(i), dtype=torch.long)
         with torch.no_grad():
-            g = self.descriptor(species, vec, pairs.i, pairs.j)
-        last = batch.ptr[1:] - 1  # the moving atom is the last of each structure
-        g = g[last].numpy().reshape(len(keys), 3, -1)
+            g = centre_aev(
+                3 * len(keys),
+                i,
+                torch.arange(len(i)),
+                zeros,
+                v,
+                self.descriptor.params,
+                self.descriptor.backend,
+            )
+        g = g.numpy().reshape(len(keys), 3, -1)
         for k, row in zip(keys, g):
             self._features[int(k)] = row
 

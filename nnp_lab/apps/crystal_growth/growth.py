@@ -1,6 +1,6 @@
 """Growth runs from a config: barrier source → KMC → results (netCDF) and trajectories.
 
-    config = GrowthConfig(metal="Cu", facet="111", temperature=300, flux=1.0, coverage=2.0)
+    config = GrowthConfig(metal="Cu", facet="100", temperature=300, flux=1000, coverage=0.5)
     result = run_growth(config)                 # xarray.Dataset over snapshots
     frames = growth_frames(result)              # list[ase.Atoms], one per snapshot
 
@@ -40,7 +40,7 @@ class GrowthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     metal: str = "Cu"
-    facet: Literal["100", "111"] = "111"
+    facet: Literal["100", "111"] = "100"
     size: int = Field(100, ge=8)
     layers: int = Field(12, ge=4)
     temperature: float = Field(300.0, gt=0)

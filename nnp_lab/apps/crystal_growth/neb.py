@@ -33,7 +33,7 @@ from nnp_lab.errors import InputError
 # needs), so at least two empty sites separate it from its periodic images (at 6 × 6 they
 # touched, and the images changed the barriers)
 SLAB_SIZE = {"100": 8, "111": 8}
-SUBSTRATE_LAYERS = 2  # the bottom one fixed, the top one relaxes with the film
+SUBSTRATE_LAYERS = 3  # the bottom two fixed, the top one relaxes with the film
 STABLE_TOL = 0.6  # Å: a relaxed end state whose moving atom left its site is not this move
 
 
@@ -182,8 +182,8 @@ def neb_barrier(
     surface: Surface,
     key: int,
     make_calc: Callable[[], Calculator],
-    images: int = 3,
-    fmax: float = 0.05,
+    images: int = 5,
+    fmax: float = 0.03,
     steps: int = 250,
     mechanisms: tuple[str, ...] = ("hop", "exchange"),
 ) -> BarrierResult:
@@ -213,10 +213,14 @@ def neb_barrier(
         )
 
     ref_i, ref_f = initial.copy(), final.copy()
+    film = [k for k, tag in enumerate(initial.get_tags()) if tag == 0]
     for state, ref in ((initial, ref_i), (final, ref_f)):
         _relax(state, make_calc(), fmax / 2, 400)
         if _moved(state, ref, a) > STABLE_TOL:
             return fail("an end state is not stable: the moving atom left its site")
+        if max(_moved(state, ref, k) for k in film) > STABLE_TOL:
+            # e.g. a cluster on (111) sliding into hcp sites: not a lattice configuration
+            return fail("an end state is not stable: the environment left its sites")
     e_i, e_f = initial.get_potential_energy(), final.get_potential_energy()
     paths = []
     if "hop" in mechanisms and move.kind != "exchange":
