@@ -7,7 +7,6 @@ statistics only from what the objects hold — no science here.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from nnp_lab.data.dataset import Dataset
 from nnp_lab.errors import InputError
+from nnp_lab.widgets._png import figure_png
 from nnp_lab.widgets.structure_view import StructureView
 
 
@@ -137,10 +137,7 @@ class ActiveLearningDashboard(widgets.VBox):
         b.set_xlabel("iteration")
         b.legend(fontsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(fig)
 
     def _hist_png(self, it: int) -> bytes:
         import matplotlib
@@ -160,10 +157,7 @@ class ActiveLearningDashboard(widgets.VBox):
         ax.set_ylabel("frames")
         ax.set_title(f"iteration {it}", fontsize=9)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(fig)
 
     def _on_iteration(self) -> None:
         it = int(self.iteration.value)

@@ -8,7 +8,6 @@ island density and roughness with the current snapshot marked. Views only.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from nnp_lab.errors import InputError
+from nnp_lab.widgets._png import figure_png
 from nnp_lab.widgets.structure_view import StructureView
 
 COLOURS = ("layer", "coordination")
@@ -47,10 +47,7 @@ def growth_curves_png(result: Any, snapshot: int) -> bytes:
     r.set_ylabel("roughness (layers)")
     b.axvline(cov[snapshot], color="k", lw=0.8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 class CrystalGrowthView(widgets.VBox):

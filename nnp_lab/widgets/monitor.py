@@ -13,11 +13,12 @@ Curves are drawn with matplotlib into an image (no extra frontend extension need
 
 from __future__ import annotations
 
-import io
 import threading
 from typing import Any
 
 import ipywidgets as widgets
+
+from nnp_lab.widgets._png import figure_png
 
 CURVES = (
     ("train_loss", "train loss", "1"),
@@ -49,10 +50,7 @@ def render_curves(history: dict[str, list[float]], epochs: list[int], title: str
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 class TrainingMonitor(widgets.VBox):
