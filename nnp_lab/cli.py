@@ -188,27 +188,16 @@ def grow(
     out: Path = typer.Option(Path("growth"), "--out", "-o", help="output folder"),
 ) -> None:
     """Kinetic Monte Carlo crystal growth with barriers from the NNP barrier model."""
-    from ase.io import write
-
-    from nnp_lab._atomic import atomic_write
-    from nnp_lab.apps.crystal_growth.growth import (
-        GrowthConfig,
-        growth_frames,
-        run_growth,
-        save_result,
-    )
+    from nnp_lab.apps.crystal_growth.growth import GrowthConfig, run_growth, save_outputs
     from nnp_lab.config_io import load_config
 
-    cfg = load_config(GrowthConfig, config)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run_growth(cfg)
-    save_result(result, out / "growth.nc")
-    atomic_write(out / "growth.traj", lambda p: write(p, growth_frames(result), format="traj"))
+    result = run_growth(load_config(GrowthConfig, config))
+    nc, traj = save_outputs(result, out)
     last = result.isel(snapshot=-1)
     _print_json(
         {
-            "result": str(out / "growth.nc"),
-            "trajectory": str(out / "growth.traj"),
+            "result": str(nc),
+            "trajectory": str(traj),
             "coverage_ML": float(last.coverage),
             "island_density_per_site": float(last.island_density),
             "roughness_layers": float(last.roughness),

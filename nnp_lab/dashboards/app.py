@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nnp_lab.errors import InputError
+from nnp_lab.widgets.plots import learning_curve
 
 REFRESH_MS = 5000
 
@@ -57,12 +58,7 @@ def active_learning_figure(log_path: Path, iteration: int | None = None) -> Any:
     """Labels vs errors, and the uncertainty histogram of one iteration."""
     log = _open(log_path)
     fig, (a, b) = _figure()
-    for key, name in (("val_force_rmse", "validation"), ("test_force_rmse", "test")):
-        if key in log and np.isfinite(log[key].values).any():
-            a.plot(log["n_labels"], log[key], "o-", label=name)
-    a.set_xlabel("labels")
-    a.set_ylabel("force RMSE (meV/Å)")
-    a.legend(fontsize=7)
+    learning_curve(a, log)
     it = int(log.iteration.values[-1]) if iteration is None else int(iteration)
     row = log.sel(iteration=it)
     b.bar(np.log10(log["uncertainty_bin"].values), row["uncertainty_hist"].values, width=0.15)

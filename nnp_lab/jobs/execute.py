@@ -167,32 +167,21 @@ def run_active_learn(spec: Any, root: Path, progress: Progress, resume: bool) ->
 
 
 def run_crystal_growth(spec: Any, root: Path, progress: Progress, resume: bool) -> dict[str, Any]:
-    from ase.io import write
-
-    from nnp_lab.apps.crystal_growth.growth import (
-        GrowthConfig,
-        growth_frames,
-        run_growth,
-        save_result,
-    )
+    from nnp_lab.apps.crystal_growth.growth import GrowthConfig, run_growth, save_outputs
     from nnp_lab.config_io import load_config
 
     config = spec.config
     if isinstance(config, str):
         config = load_config(GrowthConfig, safe_path(root, config))
     out = safe_path(root, spec.out)
-    out.mkdir(parents=True, exist_ok=True)
     result = run_growth(
         config, progress=lambda k, n: progress("growth", {"snapshot": k, "fraction": k / n})
     )
-    save_result(result, out / "growth.nc")
-    from nnp_lab._atomic import atomic_write
-
-    atomic_write(out / "growth.traj", lambda p: write(p, growth_frames(result), format="traj"))
+    nc, traj = save_outputs(result, out)
     last = result.isel(snapshot=-1)
     return {
-        "result": str((out / "growth.nc").relative_to(root)),
-        "trajectory": str((out / "growth.traj").relative_to(root)),
+        "result": str(nc.relative_to(root)),
+        "trajectory": str(traj.relative_to(root)),
         "coverage": float(last.coverage),
         "island_density": float(last.island_density),
         "roughness": float(last.roughness),

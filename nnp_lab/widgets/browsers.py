@@ -15,7 +15,7 @@ import numpy as np
 
 from nnp_lab.data.dataset import Dataset
 from nnp_lab.errors import InputError
-from nnp_lab.widgets._png import figure_png
+from nnp_lab.widgets.plots import figure_png, learning_curve
 from nnp_lab.widgets.structure_view import StructureView
 
 
@@ -126,12 +126,7 @@ class ActiveLearningDashboard(widgets.VBox):
 
         log = self.record
         fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
-        for key, name in (("val_force_rmse", "validation"), ("test_force_rmse", "test")):
-            if key in log and np.isfinite(log[key].values).any():
-                a.plot(log["n_labels"], log[key], "o-", label=name)
-        a.set_xlabel("labels")
-        a.set_ylabel("force RMSE (meV/Å)")
-        a.legend(fontsize=7)
+        learning_curve(a, log)
         b.bar(log.iteration - 0.2, log["candidates"], width=0.4, label="candidates")
         b.bar(log.iteration + 0.2, log["selected"], width=0.4, label="selected")
         b.set_xlabel("iteration")

@@ -15,7 +15,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from nnp_lab.errors import InputError
-from nnp_lab.widgets._png import figure_png
+from nnp_lab.widgets.plots import figure_png
 from nnp_lab.widgets.structure_view import StructureView
 
 COLOURS = ("layer", "coordination")

@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from nnp_lab.widgets._png import figure_png
+from nnp_lab.widgets.plots import figure_png
 
 CURVES = (
     ("train_loss", "train loss", "1"),

@@ -131,15 +131,7 @@ def test_sidebar_launches_training_and_opens_the_result_in_a_notebook(lab, page)
     made = list((lab["root"] / "nnp-lab-notebooks").glob("e2e-train-*.ipynb"))
     assert len(made) == 1
     n_code = sum(c["cell_type"] == "code" for c in json.loads(made[0].read_text())["cells"])
-    # once the kernel is really up (the status bar says Idle), Run > Run All Cells
-    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\| Idle")).first.wait_for(
-        timeout=120_000
-    )
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(
-        ".lm-Menu-item",
-        has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")),
-    ).first.click()
+    run_all_cells(page)  # once the kernel is really up (the status bar says Idle)
     # every code cell runs: wait for the last one's execution count, then save and read back
     deadline = time.time() + 180
     while True:

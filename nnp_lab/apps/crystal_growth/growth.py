@@ -133,8 +133,17 @@ def growth_frames(result: xr.Dataset, min_layer: int = 0) -> list[Atoms]:
     return frames
 
 
-def save_result(result: xr.Dataset, path: str | Path) -> Path:
-    """Write a growth result to netCDF atomically."""
+def save_outputs(result: xr.Dataset, out: str | Path) -> tuple[Path, Path]:
+    """Write ``out/growth.nc`` (the result) and ``out/growth.traj`` (its frames as an ASE
+    trajectory), each atomically; returns both paths."""
+    from ase.io import write
+
     from nnp_lab._atomic import atomic_write
 
-    return atomic_write(path, lambda p: result.to_netcdf(p, engine="h5netcdf"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    nc = atomic_write(out / "growth.nc", lambda p: result.to_netcdf(p, engine="h5netcdf"))
+    traj = atomic_write(
+        out / "growth.traj", lambda p: write(p, growth_frames(result), format="traj")
+    )
+    return nc, traj
