@@ -205,3 +205,67 @@ def test_structure_view_draws_a_non_blank_nglview_canvas(lab, page):
     assert drawn.mean() > 0.005, f"canvas looks blank ({drawn.mean():.4f} of pixels drawn)"
     assert "atom index" in page.locator(".jp-NotebookPanel").first.inner_text()
     assert page.locator(".nnp-colourbar").count() == 1
+
+
+def _drawn_fraction(png: bytes) -> float:
+    """Share of canvas pixels that differ from the background (median colour)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    background = np.median(pixels.reshape(-1, 3), axis=0)
+    return float((np.abs(pixels - background).sum(axis=-1) > 30).mean())
+
+
+def test_crystal_growth_view_draws_the_film_and_follows_the_slider(lab, page):
+    """CrystalGrowthView of a short bond-counting KMC growth: the film's nglview canvas
+    is drawn, the curves image is there, and moving the time slider to the first
+    snapshot redraws the film of that snapshot and updates the caption."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "from nnp_lab.apps.crystal_growth.growth import GrowthConfig, run_growth\n"
+                "from nnp_lab.widgets import CrystalGrowthView\n"
+                "cfg = GrowthConfig(size=16, coverage=1.5, flux=50.0, temperature=350,\n"
+                "                   snapshots=3, barriers='bond_counting')\n"
+                "view = CrystalGrowthView(run_growth(cfg), min_layer=0)\n"
+                "view"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, lab["root"] / "growth.ipynb")
+    page.goto(f"{lab['url']}/lab/tree/growth.ipynb?token={TOKEN}")
+    page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
+    run_all_cells(page)
+    output = page.locator(".jp-OutputArea-output").first
+    canvas = output.locator("canvas").first
+    canvas.wait_for(timeout=180_000)
+    time.sleep(3)  # let NGL draw
+    last = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "07-growth-view.png")))
+    assert last > 0.05, f"film canvas looks blank ({last:.4f} of pixels drawn)"
+    assert "1.50 ML" in output.inner_text()
+    assert output.locator("img").count() >= 1  # coverage / islands / roughness curves
+    page.screenshot(path=str(ARTIFACTS / "08-growth-view-page.png"))
+    # the slider's handler: back to snapshot 0 (0.5 ML)
+    page.locator(".jp-Notebook").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # new cell below
+    page.keyboard.type("view.slider.value = 0")
+    page.keyboard.press("Shift+Enter")
+    output.get_by_text("0.50 ML").first.wait_for(timeout=60_000)
+    canvas = output.locator("canvas").first
+    canvas.wait_for(timeout=60_000)
+    time.sleep(3)
+    first = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "09-growth-view-start.png")))
+    assert 0.005 < first, f"substrate canvas looks blank ({first:.4f})"

@@ -78,9 +78,11 @@ def select_keys(
     surface: Surface, keys: np.ndarray, n: int, seed: int = 0, exchange_share: float = 0.15
 ) -> list[int]:
     """``n`` canonical keys, stratified by (move kind, lateral coordination); terrace
-    exchanges (rare where hops are cheaper) at most ``exchange_share`` of them."""
+    exchanges (rare where hops are cheaper) at most ``exchange_share`` of them. The lone
+    adatom's terrace hop, the move that sets the diffusion constant, is always one."""
     rng = np.random.default_rng(seed)
-    cands = sorted({canonical(surface, int(k)) for k in keys})
+    first = terrace_key(surface, 0)
+    cands = sorted({canonical(surface, int(k)) for k in keys} - {first})
     cands = [k for k in cands if physical(surface, k)]
     coord = BondCountingBarriers().lateral_neighbours(surface, np.array(cands))
     strata: dict[tuple[str, int], list[int]] = {}
@@ -88,7 +90,7 @@ def select_keys(
         strata.setdefault((surface.moves[decode_key(k)[0]].kind, int(c)), []).append(k)
     for v in strata.values():
         rng.shuffle(v)
-    out: list[int] = []
+    out: list[int] = [first]
     n_x, max_x = 0, int(exchange_share * n)
     while len(out) < n and any(strata.values()):
         for (kind, _), v in strata.items():  # round robin over strata

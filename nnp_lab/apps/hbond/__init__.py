@@ -1,0 +1,1 @@
+"""Hydrogen-bond energetics: dimer data, the NNP, energy maps, liquid water."""
