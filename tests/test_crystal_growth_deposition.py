@@ -95,26 +95,41 @@ def committee_calc():
 
 
 def test_shipped_committee_binds_an_arriving_atom_like_emt(committee_calc):
-    """The reason the deposition potential exists: the adatom's approach curve (rigid
-    slab, lateral positions between the trained sites) against EMT. 0.1 eV: a few % of
-    the 3 eV binding, the accuracy of the committee on its validation data."""
-    for build, shift in ((fcc100, (0.7, 0.3)), (fcc111, (0.4, 0.9))):
+    """The reason the deposition potential exists (the demo potential binds an arriving
+    atom by 1 eV instead of EMT's 3 eV): binding energies of an adatom at random points
+    1.8–5 Å above (100) and (111) slabs (none of them training points) against EMT.
+    Measured: MAE 0.12–0.13 eV, largest 0.23 eV, with a committee spread of 0.13–0.15 eV
+    (the committee knows its error). Bounds: MAE ≤ 0.2 eV (7 % of the 3 eV binding),
+    every error within 3 committee standard deviations + 0.05 eV."""
+    rng = np.random.default_rng(5)
+    for build in (fcc100, fcc111):
         slab = build("Cu", size=(3, 3, 3), vacuum=9.0)
         top = slab.positions[:, 2].max()
-        xy = slab.positions[slab.positions[:, 2] > top - 0.1][0, :2] + shift
-        curve = []
-        for h in (1.9, 2.6, 3.5, 8.0):
+
+        def energy(h_xyz, calc, slab=slab):
             a = slab.copy()
             a.append("Cu")
-            a.positions[-1] = [*xy, top + h]
-            e = []
-            for calc in (EMT(), committee_calc):
-                a.calc = calc
-                e.append(a.get_potential_energy())
-            curve.append(e)
-        curve = np.array(curve)
-        binding = curve - curve[-1]  # relative to the atom far away
-        np.testing.assert_allclose(binding[:, 1], binding[:, 0], atol=0.1)
+            a.positions[-1] = h_xyz
+            a.calc = calc
+            return a.get_potential_energy(), a
+
+        far = [1.0, 1.0, top + 9.0]
+        e0, n0 = energy(far, EMT())[0], energy(far, committee_calc)[0]
+        err, std, bind = [], [], []
+        while len(err) < 12:
+            u, v = rng.random(2)
+            p = u * slab.cell[0] + v * slab.cell[1] + [0.0, 0.0, top + rng.uniform(1.8, 5.0)]
+            e, a = energy(p, EMT())
+            if min(a.get_distances(len(a) - 1, range(len(slab)), mic=True)) < 2.2:
+                continue
+            n = energy(p, committee_calc)[0]
+            err.append((n - n0) - (e - e0))
+            std.append(committee_calc.results["energy_std"])
+            bind.append(e - e0)
+        err, std = np.abs(err), np.array(std)
+        assert min(bind) < -1.5  # the sample reaches the binding region
+        assert err.mean() <= 0.2, f"{build.__name__}: MAE {err.mean():.3f} eV"
+        assert (err <= 3 * std + 0.05).all(), list(zip(err.round(3), std.round(3)))
 
 
 def test_nve_impact_conserves_energy(committee_calc):
