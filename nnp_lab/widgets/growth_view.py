@@ -85,8 +85,9 @@ class CrystalGrowthView(widgets.VBox):
             value=n - 1, min=0, max=n - 1, description="snapshot", continuous_update=False
         )
         self.info = widgets.HTML()
-        self.curves = widgets.Image(format="png")
-        self.view_box = widgets.VBox()
+        self.curves = widgets.Image(format="png", layout=widgets.Layout(width="45%"))
+        # a flex box gives an nglview stage no width of its own: size it explicitly
+        self.view_box = widgets.VBox(layout=widgets.Layout(width="55%", min_width="360px"))
         self.slider.observe(lambda _: self.show(self.slider.value), names="value")
         super().__init__([self.slider, self.info, widgets.HBox([self.view_box, self.curves])])
         self.show(n - 1)
@@ -102,6 +103,7 @@ class CrystalGrowthView(widgets.VBox):
         self.structure = StructureView(
             self.frames[snapshot], color_by=self.values[snapshot], label=self.color_by
         )
+        self.structure.view.layout = widgets.Layout(width="100%", height="420px")
         self.view_box.children = [self.structure]
         self.curves.value = growth_curves_png(self.result, snapshot)
         return self.structure

@@ -220,10 +220,22 @@ def _drawn_fraction(png: bytes) -> float:
     return float((np.abs(pixels - background).sum(axis=-1) > 30).mean())
 
 
+def _big_canvas(page, on_failure: str):
+    """The first output canvas of a laid-out nglview stage (> 100 px each way)."""
+    js = """() => [...document.querySelectorAll('.jp-OutputArea-output canvas')]
+                 .findIndex(c => c.clientWidth > 100 && c.clientHeight > 100)"""
+    try:
+        page.wait_for_function(f"() => ({js})() >= 0", timeout=180_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / on_failure))
+        raise
+    return page.locator(".jp-OutputArea-output canvas").nth(page.evaluate(js))
+
+
 def test_crystal_growth_view_draws_the_film_and_follows_the_slider(lab, page):
     """CrystalGrowthView of a short bond-counting KMC growth: the film's nglview canvas
     is drawn, the curves image is there, and moving the time slider to the first
-    snapshot redraws the film of that snapshot and updates the caption."""
+    snapshot (arrow keys on the slider handle) redraws the film and updates the caption."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -248,24 +260,21 @@ def test_crystal_growth_view_draws_the_film_and_follows_the_slider(lab, page):
     page.goto(f"{lab['url']}/lab/tree/growth.ipynb?token={TOKEN}")
     page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
     run_all_cells(page)
-    output = page.locator(".jp-OutputArea-output").first
-    canvas = output.locator("canvas").first
-    canvas.wait_for(timeout=180_000)
+    output = page.locator(".jp-NotebookPanel").first  # (warnings may come as outputs too)
+    canvas = _big_canvas(page, "07-growth-view-missing.png")
     time.sleep(3)  # let NGL draw
     last = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "07-growth-view.png")))
     assert last > 0.05, f"film canvas looks blank ({last:.4f} of pixels drawn)"
     assert "1.50 ML" in output.inner_text()
-    assert output.locator("img").count() >= 1  # coverage / islands / roughness curves
+    assert output.locator(".jp-OutputArea-output img").count() >= 1  # the growth curves
     page.screenshot(path=str(ARTIFACTS / "08-growth-view-page.png"))
-    # the slider's handler: back to snapshot 0 (0.5 ML)
-    page.locator(".jp-Notebook").first.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("b")  # new cell below
-    page.keyboard.type("view.slider.value = 0")
-    page.keyboard.press("Shift+Enter")
+    # drag-free slider move: focus its handle, two steps left → snapshot 0 (0.5 ML)
+    handle = output.locator(".jp-OutputArea-output .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
     output.get_by_text("0.50 ML").first.wait_for(timeout=60_000)
-    canvas = output.locator("canvas").first
-    canvas.wait_for(timeout=60_000)
+    canvas = _big_canvas(page, "09-growth-view-missing.png")
     time.sleep(3)
     first = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "09-growth-view-start.png")))
     assert 0.005 < first, f"substrate canvas looks blank ({first:.4f})"
