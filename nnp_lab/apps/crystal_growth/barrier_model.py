@@ -167,18 +167,17 @@ class BarrierModel:
             self.std = torch.where(flat.std(0) > 1e-8, flat.std(0), torch.ones_like(self.mean))
         gs, gt, gm = self._standard(g)
         rng = np.random.default_rng(self.seed)
+        n = len(keys)
         for member in self.members:
-            pick = (
-                torch.as_tensor(rng.integers(0, len(keys), len(keys)))
-                if bootstrap
-                else torch.arange(len(keys))
-            )
+            # Bayesian bootstrap (Rubin 1981): Dirichlet weights instead of resampling, so
+            # every member sees every event (a resample leaves out 37 % of a small set)
+            w = torch.as_tensor(rng.dirichlet(np.ones(n)) * n if bootstrap else np.ones(n))
             opt = torch.optim.Adam(member.parameters(), lr=lr, weight_decay=weight_decay)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
             for _ in range(epochs):
                 opt.zero_grad()
-                p_eb, p_de = member(gs[pick], gt[pick], gm[pick])
-                loss = ((p_eb - eb[pick]) ** 2).mean() + ((p_de - de[pick]) ** 2).mean()
+                p_eb, p_de = member(gs, gt, gm)
+                loss = (w * (p_eb - eb) ** 2).mean() + (w * (p_de - de) ** 2).mean()
                 loss.backward()
                 opt.step()
                 sched.step()
