@@ -160,9 +160,13 @@ class DaskOracle:
             try:
                 if todo:
                     client = self.client
-                    labeler = client.scatter(self.labeler, broadcast=True, hash=False)
+                    # the labeler travels inside each task (it is small): scattered data
+                    # die with the workers holding them, and a task whose input was lost
+                    # is cancelled ("already forgotten") instead of retried
                     futures = {
-                        client.submit(_label_task, labeler, structures[idx[0]], pure=False): key
+                        client.submit(
+                            _label_task, self.labeler, structures[idx[0]], pure=False
+                        ): key
                         for key, idx in todo.items()
                     }
                     for fut in as_completed(futures):
