@@ -30,6 +30,11 @@ CNA_NAMES = ("other", "fcc", "hcp", "bcc", "ico")  # pyscal3's structure codes 0
 REGISTRY_TOLERANCE = 0.3  # × nearest-neighbour distance
 
 
+def shell_cutoff(surface: Surface) -> float:
+    """Neighbour cutoff halfway between the first (d) and second (a) fcc shells."""
+    return 0.5 * (surface.d + surface.a)
+
+
 def coordination_numbers(atoms: Atoms, cutoff: float) -> np.ndarray:
     """Neighbours of every atom within ``cutoff`` Å (periodic cell; a slab needs vacuum
     wider than the cutoff)."""
@@ -109,7 +114,7 @@ def film_defects(
         origin = atoms.positions[0] - surface.position((1 - substrate_layers, 0, 0))
     tags = atoms.get_tags()
     film = tags == 0
-    coord = coordination_numbers(atoms, 0.5 * (surface.d + surface.a))
+    coord = coordination_numbers(atoms, shell_cutoff(surface))
     cna = cna_structure(atoms)
     sites, resid = register(atoms, surface, origin, size)
     registered = resid < REGISTRY_TOLERANCE * surface.d

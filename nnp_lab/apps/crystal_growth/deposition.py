@@ -31,7 +31,7 @@ from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 from pydantic import BaseModel, ConfigDict, Field
 
-from nnp_lab.apps.crystal_growth.defects import film_defects
+from nnp_lab.apps.crystal_growth.defects import coordination_numbers, film_defects, shell_cutoff
 from nnp_lab.apps.crystal_growth.lattice import Surface
 from nnp_lab.errors import InputError
 
@@ -140,7 +140,7 @@ def run_deposition(
                 "arrived": n_arrived,
                 "time_ps": n_arrived * config.steps_per_atom * config.timestep_fs / 1000.0,
                 **{k: d[k] for k in COUNTS},
-                "stuck": int(_bonded(atoms, surface)[n_sub:].sum()),
+                "stuck": int((d["coordination"][n_sub:] > 0).sum()),
                 "mean_coordination": float(d["coordination"][atoms.get_tags() == 0].mean())
                 if n_arrived
                 else np.nan,
@@ -170,8 +170,9 @@ def run_deposition(
         new = Atoms(config.metal, positions=[pos], tags=[0])
         new.set_velocities([vel])
         atoms.extend(new)
-        bath = np.r_[~fixed, np.zeros(len(atoms) - n_sub, bool)]
-        atoms.set_constraint(FixAtoms(mask=np.r_[fixed, np.zeros(len(atoms) - n_sub, bool)]))
+        arrived = np.zeros(len(atoms) - n_sub, bool)
+        bath = np.r_[~fixed, arrived]
+        atoms.set_constraint(FixAtoms(mask=np.r_[fixed, arrived]))
         dyn = (
             Langevin(
                 atoms,
@@ -219,9 +220,7 @@ def run_deposition(
 
 def _bonded(atoms: Atoms, surface: Surface) -> np.ndarray:
     """Atoms within bonding range of another atom (not reflected or in flight)."""
-    from nnp_lab.apps.crystal_growth.defects import coordination_numbers
-
-    return coordination_numbers(atoms, 0.5 * (surface.d + surface.a)) > 0
+    return coordination_numbers(atoms, shell_cutoff(surface)) > 0
 
 
 def main(argv: list[str] | None = None) -> None:
