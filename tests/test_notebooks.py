@@ -13,7 +13,13 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_build_dataset", "02_train_potential", "03_active_learning", "04_crystal_growth"]
+NAMES = [
+    "01_build_dataset",
+    "02_train_potential",
+    "03_active_learning",
+    "04_crystal_growth",
+    "05_hydrogen_bonds",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,5 +62,6 @@ def test_notebook_runs(name, scratch):
         "02_train_potential": "test energy MAE",
         "03_active_learning": "n_labels",
         "04_crystal_growth": "environments catalogued",
+        "05_hydrogen_bonds": "held-out MAE",
     }[name]
     assert expected in text

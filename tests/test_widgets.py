@@ -92,3 +92,28 @@ def test_dataset_browser_filters_and_shows(cu_dataset):
     browser.table.value = 3
     (view,) = browser.view_box.children
     assert isinstance(view, StructureView) and view.values is not None
+
+
+def test_hbond_explorer_moves_the_dimer_and_reads_off_energies():
+    """HBondExplorer on the shipped water-dimer scan and H-bond committee: the sliders
+    rebuild the dimer at the chosen R_DA/θ (measured back by the geometric analysis), the
+    energies line shows the NNP, xTB and — on the scan's reference grid — the reference
+    energy, and the map image follows."""
+    from nnp_lab.apps.hbond.geometry import find_hbonds
+    from nnp_lab.apps.hbond.train import RESOURCES
+    from nnp_lab.widgets import HBondExplorer
+
+    ex = HBondExplorer(RESOURCES / "water_dimer.nc", RESOURCES / "hbond_committee.pt")
+    first_map = ex.map_image.value
+    assert "NNP" in ex.energies.value and "GFN2-xTB" in ex.energies.value
+    ex.phi_slider.value = ex.eq.phi
+    ex.r_slider.value = 3.0
+    ex.theta_slider.value = 160.0
+    bonds = find_hbonds(ex.atoms, r_da_max=4.0, r_ha_max=3.5, angle_min=90)
+    assert any(abs(b.r_da - 3.0) < 1e-6 and abs(b.theta_dha - 160.0) < 1e-4 for b in bonds)
+    assert ex.reference_energy is not None  # (3.0 Å, 160°) is on the reference grid
+    assert f"{ex.reference_energy:.2f}" in ex.energies.value
+    assert abs(ex.prediction["mean"][0] - ex.reference_energy) < 0.5
+    assert ex.map_image.value != first_map
+    ex.r_slider.value = 3.05  # off the grid: no reference number
+    assert ex.reference_energy is None and "not on the reference grid" in ex.energies.value

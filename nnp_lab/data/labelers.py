@@ -422,6 +422,8 @@ class PySCFLabeler(Labeler):
         max_memory_mb: int = 2000,
         fragment_charges: tuple[int, int] | None = None,
         fragment_spins: tuple[int, int] | None = None,
+        density_fit: bool = False,
+        auxbasis: str | None = None,
     ):
         # PySCF brings its own OpenMP runtime, read when pyscf is first imported. With the
         # default (spinning) wait policy its idle threads starve torch/tblite on small
@@ -451,6 +453,15 @@ class PySCFLabeler(Labeler):
                 raise InputError(
                     f"unknown exchange-correlation functional xc={xc!r}: {exc}"
                 ) from None
+        if density_fit and method in ("ccsd", "ccsd(t)"):
+            raise InputError(
+                f"density_fit is supported for hf, dft and mp2, not {method}: use conventional "
+                "integrals (density_fit=False) for coupled cluster"
+            )
+        if auxbasis is not None and not density_fit:
+            raise InputError("auxbasis is only used with density_fit=True")
+        self.density_fit = bool(density_fit)
+        self.auxbasis = auxbasis
         self._kind = method
         self.basis = basis
         self.xc = xc
@@ -485,15 +496,22 @@ class PySCFLabeler(Labeler):
             None if fragment_charges is None else tuple(map(int, fragment_charges))
         )
         self.fragment_spins = None if fragment_spins is None else tuple(map(int, fragment_spins))
-        analytic = self.has_analytic_forces(method, self.spin)
+        analytic = self.has_analytic_forces(method, self.spin) and not (
+            self.density_fit and method == "mp2"
+        )
         if forces is None:
             forces = analytic and self.counterpoise is None
         elif forces and self.counterpoise is not None:
             raise InputError("forces are not available with counterpoise; use forces=False/None")
         elif forces and not analytic:
+            why = (
+                "density-fitted MP2 has no gradients here"
+                if self.density_fit
+                else "UCCSD(T) gradients disagree with finite differences"
+            )
             raise InputError(
                 f"PySCF {self._name()} with spin={self.spin} has no reliable analytic gradients "
-                "(UCCSD(T) gradients disagree with finite differences); use forces=False"
+                f"({why}); use forces=False"
             )
         self.forces = bool(forces)
         self._checked_elements: set[frozenset[int]] = set()
@@ -508,6 +526,8 @@ class PySCFLabeler(Labeler):
 
     def _name(self) -> str:
         u = "U" if self.spin else ""
+        if self.density_fit:
+            u = "DF-" + u
         return {
             "hf": f"{u}HF",
             "dft": f"{u}{self.xc.upper()}" if u else self.xc.upper(),
@@ -538,6 +558,11 @@ class PySCFLabeler(Labeler):
             "max_cycle": self.max_cycle,
             "counterpoise": self.counterpoise,
         }
+        if self.density_fit:  # only then, so older cache keys stay valid
+            s["density_fit"] = True
+            s["auxbasis"] = self.auxbasis or "pyscf default jkfit for the basis"
+            if self._kind == "mp2":
+                s["auxbasis_mp2"] = "pyscf default ri (mp2fit) for the basis"
         if self._kind == "dft":
             s["xc"] = self.xc
         if self.counterpoise is not None:
@@ -623,6 +648,8 @@ class PySCFLabeler(Labeler):
             mf.xc = self.xc
         else:
             mf = scf.UHF(mol) if unrestricted else scf.RHF(mol)
+        if self.density_fit:
+            mf = mf.density_fit(auxbasis=self.auxbasis)
         mf.conv_tol = self.conv_tol
         mf.max_cycle = self.max_cycle
         mf.verbose = 0
@@ -637,7 +664,16 @@ class PySCFLabeler(Labeler):
             if gradients:
                 grad = mf.nuc_grad_method().kernel()
         elif self._kind == "mp2":
-            pt = mp.MP2(mf)
+            if self.density_fit:
+                from pyscf import df
+                from pyscf.mp import dfmp2, dfump2
+
+                pt = dfump2.DFUMP2(mf) if unrestricted else dfmp2.DFMP2(mf)
+                # correlation with the RI basis made for the orbital basis (not the SCF's
+                # JK-fit basis, which DFMP2 would reuse)
+                pt.with_df = df.DF(mol, auxbasis=df.make_auxbasis(mol, mp2fit=True))
+            else:
+                pt = mp.MP2(mf)
             pt.verbose = 0
             pt.kernel()
             energy = float(pt.e_tot)
@@ -801,6 +837,8 @@ class PySCFConfig(_Config):
     max_memory_mb: int = Field(2000, ge=1)
     fragment_charges: tuple[int, int] | None = None
     fragment_spins: tuple[int, int] | None = None
+    density_fit: bool = False
+    auxbasis: str | None = None
 
 
 LabelerConfig = Annotated[EMTConfig | XTBConfig | PySCFConfig, Field(discriminator="kind")]

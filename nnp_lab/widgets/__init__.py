@@ -3,11 +3,13 @@
 ``StructureView`` (structures/trajectories coloured by a per-atom array),
 ``TrainingMonitor`` (live curves from a training callback, a server job id or metrics.nc),
 ``DatasetBrowser`` (table → 3D view), ``ActiveLearningDashboard`` (AL record → 3D view),
-``CrystalGrowthView`` (a growing film with a time slider and its curves).
+``CrystalGrowthView`` (a growing film with a time slider and its curves),
+``HBondExplorer`` (an H-bonded dimer moved by sliders, its energies and energy map).
 """
 
 from nnp_lab.widgets.browsers import ActiveLearningDashboard, DatasetBrowser
 from nnp_lab.widgets.growth_view import CrystalGrowthView
+from nnp_lab.widgets.hbond_explorer import HBondExplorer
 from nnp_lab.widgets.monitor import TrainingMonitor
 from nnp_lab.widgets.structure_view import StructureView
 
@@ -15,6 +17,7 @@ __all__ = [
     "ActiveLearningDashboard",
     "CrystalGrowthView",
     "DatasetBrowser",
+    "HBondExplorer",
     "StructureView",
     "TrainingMonitor",
 ]

@@ -262,3 +262,40 @@ def test_crystal_growth_view_draws_the_film_and_follows_the_slider(lab, page):
     time.sleep(3)
     first = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "09-growth-view-start.png")))
     assert 0.005 < first, f"0.5 ML film canvas looks blank ({first:.4f})"
+
+
+def test_hbond_explorer_draws_the_dimer_and_follows_the_distance_slider(lab, page):
+    """HBondExplorer of the shipped water-dimer scan and H-bond committee: the dimer's
+    nglview canvas is drawn, the energies line and the map image are there, and a step of
+    the R slider (arrow key on its handle) moves the dimer: the caption's distance
+    changes and the canvas is still drawn."""
+    _open_and_run(
+        lab,
+        page,
+        "hbond.ipynb",
+        "from nnp_lab.apps.hbond.train import RESOURCES\n"
+        "from nnp_lab.widgets import HBondExplorer\n"
+        "ex = HBondExplorer(RESOURCES / 'water_dimer.nc', RESOURCES / 'hbond_committee.pt')\n"
+        "ex",
+    )
+    output = page.locator(".jp-NotebookPanel").first
+    canvas = _big_canvas(page, "10-hbond-explorer-missing.png")
+    time.sleep(3)  # let NGL draw
+    drawn = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "10-hbond-explorer.png")))
+    assert drawn > 0.002, f"dimer canvas looks blank ({drawn:.4f} of pixels drawn)"
+    text = output.inner_text()
+    assert "NNP" in text and "GFN2-xTB" in text
+    assert output.locator(".jp-OutputArea-output img").count() >= 1  # the energy map
+    before = re.search(r"R = ([0-9.]+) Å", text).group(1)
+    handle = output.locator(".jp-OutputArea-output .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "(before) => { const m = document.querySelector('.jp-NotebookPanel').innerText"
+        ".match(/R = ([0-9.]+) Å/); return m && m[1] !== before; }",
+        arg=before,
+        timeout=60_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "11-hbond-explorer-moved.png"))
+    canvas = _big_canvas(page, "11-hbond-explorer-missing.png")
+    assert _drawn_fraction(canvas.screenshot()) > 0.002

@@ -1,0 +1,128 @@
+"""Train the H-bond interaction committee on the dimer scans and report held-out errors.
+
+    python -m nnp_lab.apps.hbond.train --scans nnp_lab/resources/hbond --out model.pt
+
+Points of every dimer are split (seeded, per dimer) into train / val / test; the report
+(``model.json``) holds the mean absolute error on the test points per dimer and overall,
+against the scans' own reference level, together with GFN2-xTB's error on the same points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnp_lab.apps.hbond.dimer_data import cheap_points, load_scan
+from nnp_lab.apps.hbond.dimers import get_dimer
+from nnp_lab.apps.hbond.maps import equilibrium_of
+from nnp_lab.apps.hbond.model import (
+    InteractionTrainConfig,
+    held_out_split,
+    interaction_energies,
+    save_model,
+    train_interaction_committee,
+    training_points,
+)
+from nnp_lab.errors import InputError
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "hbond"
+
+
+def scan_paths(folder: str | Path = RESOURCES) -> list[Path]:
+    """The dimer scans (``<dimer>.nc`` for the dimers of ``DIMERS``) in ``folder``."""
+    from nnp_lab.apps.hbond.dimers import DIMERS
+
+    paths = [Path(folder) / f"{n}.nc" for n in DIMERS if (Path(folder) / f"{n}.nc").exists()]
+    if not paths:
+        raise InputError(f"no dimer scans (<dimer>.nc for {sorted(DIMERS)}) in {folder}")
+    return paths
+
+
+def error_table(
+    names: np.ndarray, split: np.ndarray, ref: np.ndarray, pred: np.ndarray, xtb: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Test-point MAE (kcal/mol) of the model and of xTB, per dimer and ``all``."""
+    out = {}
+    test = split == "test"
+    for name in [*sorted(set(names)), "all"]:
+        sel = test & ((names == name) if name != "all" else True)
+        x = sel & np.isfinite(xtb)
+        out[name] = {
+            "n_test": int(sel.sum()),
+            "mae_model": float(np.mean(np.abs(pred[sel] - ref[sel]))),
+            "mae_xtb": float(np.mean(np.abs(xtb[x] - ref[x]))) if x.any() else float("nan"),
+        }
+    return out
+
+
+def train(
+    scans: Sequence[str | Path],
+    out: str | Path,
+    config: dict[str, Any] | None = None,
+    n_pretrain: int = 1500,
+) -> dict[str, Any]:
+    """Train on ``scans``, save the committee to ``out`` (+ ``.json`` report), return the report."""
+    datasets = [load_scan(p) for p in scans]
+    dimers, e_int, names = training_points(datasets)
+    xtb = np.concatenate(
+        [
+            ds["e_int_xtb"].values[(ds["status"].values == "ok") & np.isfinite(ds["e_int"].values)]
+            for ds in datasets
+        ]
+    )
+    split = held_out_split(names)
+    t0 = time.perf_counter()
+    pre_dimers: list = []
+    pre_e: list[np.ndarray] = []
+    for ds in datasets:
+        spec = get_dimer(str(ds.attrs["dimer"]))
+        d, e = cheap_points(spec, equilibrium_of(ds), n_random=n_pretrain)
+        pre_dimers += d
+        pre_e.append(e)
+    t_pre = time.perf_counter() - t0
+    model, report = train_interaction_committee(
+        dimers, e_int, split, config, pretrain=(pre_dimers, np.concatenate(pre_e))
+    )
+    pred = interaction_energies(model, dimers)["mean"]
+    report.update(
+        config=InteractionTrainConfig(**(config or {})).model_dump(),
+        train_seconds=time.perf_counter() - t0,
+        pretrain_points=len(pre_dimers),
+        pretrain_label_seconds=t_pre,
+        pretrain_rule=f"GFN2-xTB on the systematic scans + {n_pretrain} random points per dimer",
+        n_points=len(dimers),
+        reference_methods=sorted({ds.attrs["reference_method"] for ds in datasets}),
+        test_mae_kcal_mol=error_table(names, split, e_int, pred, xtb),
+        split_rule="held_out_split(names): 15 % test, 10 % val per dimer, seed 0",
+    )
+    save_model(model, out, report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scans", default=str(RESOURCES), help="folder of <dimer>.nc scans")
+    ap.add_argument("--out", required=True, help="committee file (.pt); report next to it")
+    ap.add_argument("--members", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=400)
+    ap.add_argument("--pretrain", type=int, default=1500, help="xTB random points per dimer")
+    args = ap.parse_args(argv)
+    report = train(
+        scan_paths(args.scans),
+        args.out,
+        {"members": args.members, "epochs": args.epochs},
+        n_pretrain=args.pretrain,
+    )
+    print(f"trained on {report['n_points']} points in {report['train_seconds']:.0f} s")
+    print(f"{'dimer':20s} {'n_test':>6s} {'MAE model':>10s} {'MAE xTB':>9s}  (kcal/mol)")
+    for name, row in report["test_mae_kcal_mol"].items():
+        print(f"{name:20s} {row['n_test']:6d} {row['mae_model']:10.3f} {row['mae_xtb']:9.3f}")
+
+
+if __name__ == "__main__":
+    main()
