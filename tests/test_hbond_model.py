@@ -16,6 +16,7 @@ from nnp_lab.apps.hbond.model import (
     _interaction,
     held_out_split,
     interaction_energies,
+    labelled,
     train_interaction_committee,
     training_points,
 )
@@ -45,12 +46,7 @@ def test_held_out_mae_per_dimer(model, report):
     dimers, e, names = training_points(scans)
     split = held_out_split(names)
     pred = interaction_energies(model, dimers)["mean"]
-    xtb = np.concatenate(
-        [
-            s["e_int_xtb"].values[(s["status"].values == "ok") & np.isfinite(s["e_int"].values)]
-            for s in scans
-        ]
-    )
+    xtb = np.concatenate([s["e_int_xtb"].values[labelled(s)] for s in scans])
     test = split == "test"
     for name in sorted(set(names)):
         sel = test & (names == name)

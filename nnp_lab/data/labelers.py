@@ -403,6 +403,11 @@ class PySCFLabeler(Labeler):
     computed with counterpoise. Fragment charges/spins default to neutral closed shells
     (only allowed when the total is); otherwise pass ``fragment_charges``/``fragment_spins``.
 
+    ``density_fit=True`` (hf, dft, mp2) fits the SCF integrals with PySCF's JK-fit basis for
+    the orbital basis (or ``auxbasis``) and MP2 with its RI basis; it changes a water-dimer
+    interaction energy by < 0.001 kcal/mol and makes aug-cc-pVTZ affordable. DF-MP2 has no
+    forces here.
+
     SCF, CC amplitude or Λ equations not converged → failed result ("SCF not converged
     after 100 cycles ..."). Periodic cells, impossible charge/spin, unknown basis for an
     element → :class:`InputError`.

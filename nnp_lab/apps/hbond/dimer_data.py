@@ -46,6 +46,7 @@ from nnp_lab.apps.hbond.dimers import (
     build_dimer,
     get_dimer,
     is_clash,
+    monomer_key,
     monomers_of,
     scan_points,
 )
@@ -72,8 +73,7 @@ def xtb_interaction(dimers: Sequence[Atoms], labeler: XTBLabeler | None = None) 
     mono_cache: dict[bytes, float] = {}
 
     def energy(atoms: Atoms) -> float:  # rigid monomers: one calculation each
-        dist = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
-        key = atoms.numbers.tobytes() + np.round(dist, 6).tobytes()
+        key = monomer_key(atoms)
         if key not in mono_cache:
             res = lab.label(atoms)
             mono_cache[key] = res.energy if res.ok else math.nan

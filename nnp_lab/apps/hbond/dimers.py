@@ -243,6 +243,13 @@ def monomers_of(dimer: Atoms) -> tuple[Atoms, Atoms]:
     return a, b
 
 
+def monomer_key(atoms: Atoms, decimals: int = 5) -> bytes:
+    """Identity of a rigid monomer up to rotation and translation (elements + all
+    interatomic distances, rounded): equal for every placement of the same monomer."""
+    d = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
+    return atoms.numbers.tobytes() + np.round(d, decimals).tobytes()
+
+
 def min_contact(dimer: Atoms) -> tuple[float, float]:
     """Closest intermolecular (any pair, heavy–heavy) distances (Å)."""
     n = int(dimer.info["n_donor"])

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nnp_lab._atomic import atomic_write_text
 from nnp_lab.apps.hbond.dimer_data import KCAL, scan_structures
-from nnp_lab.apps.hbond.dimers import monomers_of
+from nnp_lab.apps.hbond.dimers import monomer_key, monomers_of
 from nnp_lab.data.batch import Batch
 from nnp_lab.errors import InputError
 from nnp_lab.models.committee import Committee
@@ -131,12 +131,6 @@ def _descriptors(pot: Potential, structures: Sequence[Atoms]) -> tuple[torch.Ten
     return g.to(torch.float32), sp, batch.batch
 
 
-def _monomer_key(atoms: Atoms) -> bytes:
-    """Identity of a rigid monomer up to rotation/translation (sorted distances)."""
-    d = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
-    return atoms.numbers.tobytes() + np.round(d, 4).tobytes()
-
-
 @torch.no_grad()
 def _features(pot: Potential, dimers: Sequence[Atoms], chunk: int = 512) -> _Features:
     keys: dict[bytes, int] = {}
@@ -144,7 +138,7 @@ def _features(pot: Potential, dimers: Sequence[Atoms], chunk: int = 512) -> _Fea
     ma, mb = [], []
     for d in dimers:
         for part, out in zip(monomers_of(d), (ma, mb)):
-            key = _monomer_key(part)
+            key = monomer_key(part)
             if key not in keys:
                 keys[key] = len(monos)
                 monos.append(part)
@@ -200,13 +194,17 @@ def held_out_split(
     return out.astype(str)
 
 
+def labelled(ds: xr.Dataset) -> np.ndarray:
+    """Mask of the scan points with a reference interaction energy (the training points)."""
+    return (ds["status"].values == "ok") & np.isfinite(ds["e_int"].values)
+
+
 def training_points(scans: Sequence[xr.Dataset]) -> tuple[list[Atoms], np.ndarray, np.ndarray]:
     """Dimers with a reference energy from scan datasets: (structures, E_int kcal/mol, dimer)."""
     dimers, energy, names = [], [], []
     for ds in scans:
-        ok = ds["status"].values == "ok"
         structures = scan_structures(ds)
-        for k in np.nonzero(ok & np.isfinite(ds["e_int"].values))[0]:
+        for k in np.nonzero(labelled(ds))[0]:
             dimers.append(structures[k])
             energy.append(float(ds["e_int"].values[k]))
             names.append(ds.attrs["dimer"])

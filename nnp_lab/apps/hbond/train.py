@@ -24,6 +24,7 @@ from nnp_lab.apps.hbond.model import (
     InteractionTrainConfig,
     held_out_split,
     interaction_energies,
+    labelled,
     save_model,
     train_interaction_committee,
     training_points,
@@ -69,12 +70,7 @@ def train(
     """Train on ``scans``, save the committee to ``out`` (+ ``.json`` report), return the report."""
     datasets = [load_scan(p) for p in scans]
     dimers, e_int, names = training_points(datasets)
-    xtb = np.concatenate(
-        [
-            ds["e_int_xtb"].values[(ds["status"].values == "ok") & np.isfinite(ds["e_int"].values)]
-            for ds in datasets
-        ]
-    )
+    xtb = np.concatenate([ds["e_int_xtb"].values[labelled(ds)] for ds in datasets])
     split = held_out_split(names)
     t0 = time.perf_counter()
     pre_dimers: list = []
