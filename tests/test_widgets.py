@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import xarray as xr
 from ase.build import molecule
 
 from nnp_lab.errors import InputError
@@ -103,8 +104,16 @@ def test_hbond_explorer_moves_the_dimer_and_reads_off_energies():
     from nnp_lab.apps.hbond.train import RESOURCES
     from nnp_lab.widgets import HBondExplorer
 
-    ex = HBondExplorer(RESOURCES / "water_dimer.nc", RESOURCES / "hbond_committee.pt")
+    ex = HBondExplorer(
+        RESOURCES / "water_dimer.nc",
+        RESOURCES / "hbond_committee.pt",
+        liquid=RESOURCES / "liquid_water.nc",
+    )
     first_map = ex.map_image.value
+    # the liquid panel shows the shipped analysis' numbers
+    peak = xr.open_dataset(RESOURCES / "liquid_water.nc").attrs["rdf_peak_r"]
+    assert f"{peak:.2f} Å" in ex.liquid_summary.value
+    assert ex.liquid_image.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert "NNP" in ex.energies.value and "GFN2-xTB" in ex.energies.value
     ex.phi_slider.value = ex.eq.phi
     ex.r_slider.value = 3.0

@@ -4,8 +4,10 @@ Sliders for R_DA, θ_DHA and the acceptor's out-of-plane tilt φ move the dimer 
 the H···A contact drawn as a distance line); the NNP committee's interaction energy (with
 its spread) and GFN2-xTB's are shown for every position, the reference level's where the
 scan holds that point (or on request: "compute reference" runs it, seconds for the water
-dimer); a marker moves on the (R_DA, θ) energy map. Views only: energies come from the
-library (:mod:`nnp_lab.apps.hbond`).
+dimer); a marker moves on the (R_DA, θ) energy map. Beside it, given ``liquid=``, the
+liquid-water results of :mod:`nnp_lab.apps.hbond.liquid_analysis`: the O–O RDF against
+experiment, the distribution of H-bonds per molecule and the H-bond population
+correlations. Views only: numbers come from the library (:mod:`nnp_lab.apps.hbond`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,66 @@ def map_png(emap: Any, r_da: float, theta: float, variable: str = "e_nnp") -> by
     return figure_png(fig)
 
 
+def liquid_png(res: Any) -> bytes:
+    """PNG of a liquid analysis: g_OO(r) with the experimental peak, H-bonds per molecule,
+    C(t) and S(t)."""
+    import ast
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    expt = ast.literal_eval(str(res.attrs.get("experiment", "{}")))
+    fig, ax = plt.subplots(1, 3, figsize=(10.5, 2.9))
+    ax[0].plot(res["r"], res["g_oo"], label="nnp-lab")
+    if expt:
+        ax[0].plot(
+            [expt["rdf_peak_r"]],
+            [expt["rdf_peak_g"]],
+            "k*",
+            markersize=10,
+            label="experiment (peak)",
+        )
+    ax[0].axhline(1.0, color="0.7", lw=0.8)
+    ax[0].set_xlim(2.0, float(res["r"].max()))
+    ax[0].set_xlabel("r O–O (Å)")
+    ax[0].set_ylabel("g(r)")
+    ax[0].legend(fontsize=7)
+    ax[1].bar(res["n_hbonds"], res["hbond_count_fraction"])
+    ax[1].set_xlabel("H-bonds per molecule")
+    ax[1].set_ylabel("fraction")
+    ax[1].set_title(f"mean {res.attrs['hbonds_per_molecule_mean']:.2f}", fontsize=8)
+    ax[2].plot(res["lag"], res["c_intermittent"], label="C(t) intermittent")
+    ax[2].plot(res["lag"], res["s_continuous"], label="S(t) continuous")
+    ax[2].set_xlabel("t (ps)")
+    ax[2].set_title(
+        f"τ_S = {res.attrs['tau_continuous_ps']:.2f} ps, τ_C(1/e) = "
+        f"{res.attrs['tau_intermittent_ps']:.2f} ps",
+        fontsize=8,
+    )
+    ax[2].legend(fontsize=7)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _liquid_html(res: Any) -> str:
+    import ast
+
+    from nnp_lab.apps.hbond.liquid_analysis import summary
+
+    s = summary(res)
+    expt = ast.literal_eval(str(res.attrs.get("experiment", "{}")))
+    return (
+        f"<b>Liquid water</b>, {s['n_molecules']} molecules, "
+        f"{s['mean_temperature_K']:.0f} K: g_OO peak <b>{s['rdf_peak_r']:.2f} Å</b> "
+        f"(height {s['rdf_peak_g']:.2f}; experiment {expt.get('rdf_peak_r', '—')} Å, "
+        f"{expt.get('rdf_peak_g', '—')}), coordination {s['coordination']:.2f}, "
+        f"<b>{s['hbonds_per_molecule_mean']:.2f}</b> H-bonds per molecule, "
+        f"lifetimes τ_S {s['tau_continuous_ps']:.2f} ps, τ_C {s['tau_intermittent_ps']:.2f} ps"
+    )
+
+
 class HBondExplorer(widgets.VBox):
     """Dimer sliders + 3D view + energies + energy-map marker.
 
@@ -54,9 +116,11 @@ class HBondExplorer(widgets.VBox):
         model: the H-bond committee (:class:`~nnp_lab.models.committee.Committee` or path).
         emap: an energy map from :func:`~nnp_lab.apps.hbond.maps.energy_map`; computed
             from the scan and model when not given.
+        liquid: a liquid analysis (``xarray.Dataset`` or ``.nc`` path) from
+            :func:`~nnp_lab.apps.hbond.liquid_analysis.analyse`, shown beside the dimer.
     """
 
-    def __init__(self, scan: Any, model: Any, emap: Any = None):
+    def __init__(self, scan: Any, model: Any, emap: Any = None, liquid: Any = None):
         from nnp_lab.apps.hbond.dimer_data import load_scan
         from nnp_lab.apps.hbond.dimers import get_dimer
         from nnp_lab.apps.hbond.maps import energy_map, equilibrium_of, reference_map
@@ -117,7 +181,21 @@ class HBondExplorer(widgets.VBox):
                 widgets.HBox([self.energies, self.ref_button]),
             ]
         )
-        super().__init__([controls, widgets.HBox([self.view_box, self.map_image])])
+        rows: list[Any] = [controls, widgets.HBox([self.view_box, self.map_image])]
+        self.liquid = None
+        if liquid is not None:
+            import xarray as xr
+
+            if isinstance(liquid, (str, Path)):
+                with xr.open_dataset(liquid) as ds:
+                    liquid = ds.load()
+            if "g_oo" not in liquid:
+                raise InputError("liquid must be a liquid analysis (liquid_analysis.analyse)")
+            self.liquid = liquid
+            self.liquid_summary = widgets.HTML(_liquid_html(liquid))
+            self.liquid_image = widgets.Image(value=liquid_png(liquid), format="png")
+            rows.append(widgets.VBox([self.liquid_summary, self.liquid_image]))
+        super().__init__(rows)
         self.update()
 
     @property

@@ -268,14 +268,16 @@ def test_hbond_explorer_draws_the_dimer_and_follows_the_distance_slider(lab, pag
     """HBondExplorer of the shipped water-dimer scan and H-bond committee: the dimer's
     nglview canvas is drawn, the energies line and the map image are there, and a step of
     the R slider (arrow key on its handle) moves the dimer: the caption's distance
-    changes and the canvas is still drawn."""
+    changes and the canvas is still drawn. The liquid panel (RDF, H-bond counts,
+    lifetimes of the shipped 512-molecule run) is shown as a loaded image."""
     _open_and_run(
         lab,
         page,
         "hbond.ipynb",
         "from nnp_lab.apps.hbond.train import RESOURCES\n"
         "from nnp_lab.widgets import HBondExplorer\n"
-        "ex = HBondExplorer(RESOURCES / 'water_dimer.nc', RESOURCES / 'hbond_committee.pt')\n"
+        "ex = HBondExplorer(RESOURCES / 'water_dimer.nc', RESOURCES / 'hbond_committee.pt',\n"
+        "                   liquid=RESOURCES / 'liquid_water.nc')\n"
         "ex",
     )
     output = page.locator(".jp-NotebookPanel").first
@@ -285,7 +287,11 @@ def test_hbond_explorer_draws_the_dimer_and_follows_the_distance_slider(lab, pag
     assert drawn > 0.002, f"dimer canvas looks blank ({drawn:.4f} of pixels drawn)"
     text = output.inner_text()
     assert "NNP" in text and "GFN2-xTB" in text
-    assert output.locator(".jp-OutputArea-output img").count() >= 1  # the energy map
+    imgs = output.locator(".jp-OutputArea-output img")
+    assert imgs.count() >= 2  # the energy map and the liquid panel
+    widths = [imgs.nth(k).evaluate("(im) => im.naturalWidth") for k in range(imgs.count())]
+    assert min(widths) > 100, f"an explorer image did not load: natural widths {widths}"
+    assert "H-bonds per molecule" in text and "Liquid water" in text
     before = re.search(r"R = ([0-9.]+) Å", text).group(1)
     handle = output.locator(".jp-OutputArea-output .noUi-handle").first
     handle.focus()
