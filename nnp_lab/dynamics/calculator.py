@@ -127,3 +127,29 @@ class CommitteeCalculator(Calculator):
         self.results["force_spread"] = spread
         self.results["max_force_spread"] = float(spread.max()) if spread.size else 0.0
         self.results["members_energy"] = out["energy"][:, 0].detach().cpu().numpy()
+
+
+def load_model(model: Any, device: str = "cpu") -> Any:
+    """A :class:`~nnp_lab.models.committee.Committee` or :class:`~nnp_lab.Potential`: the
+    object itself, or loaded from a committee file or a potential file."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    from nnp_lab.errors import CheckpointError
+    from nnp_lab.models.committee import Committee
+    from nnp_lab.models.serialization import load
+
+    try:
+        return Committee.load(model, device=device)
+    except CheckpointError:
+        return load(model, device=device)
+
+
+def calculator_for(model: Any) -> Calculator:
+    """The ASE calculator of a committee (:class:`CommitteeCalculator`) or a potential
+    (:class:`NNPCalculator`), given as an object or a file (see :func:`load_model`)."""
+    from nnp_lab.models.committee import Committee
+
+    model = load_model(model)
+    if isinstance(model, Committee):
+        return CommitteeCalculator(model)
+    return NNPCalculator(model)

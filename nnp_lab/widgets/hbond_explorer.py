@@ -50,14 +50,14 @@ def map_png(emap: Any, r_da: float, theta: float, variable: str = "e_nnp") -> by
 def liquid_png(res: Any) -> bytes:
     """PNG of a liquid analysis: g_OO(r) with the experimental peak, H-bonds per molecule,
     C(t) and S(t)."""
-    import ast
+    import json
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    expt = ast.literal_eval(str(res.attrs.get("experiment", "{}")))
+    expt = json.loads(res.attrs.get("experiment", "{}"))
     fig, ax = plt.subplots(1, 3, figsize=(10.5, 2.9))
     ax[0].plot(res["r"], res["g_oo"], label="nnp-lab")
     if expt:
@@ -91,12 +91,12 @@ def liquid_png(res: Any) -> bytes:
 
 
 def _liquid_html(res: Any) -> str:
-    import ast
+    import json
 
     from nnp_lab.apps.hbond.liquid_analysis import summary
 
     s = summary(res)
-    expt = ast.literal_eval(str(res.attrs.get("experiment", "{}")))
+    expt = json.loads(res.attrs.get("experiment", "{}"))
     return (
         f"<b>Liquid water</b>, {s['n_molecules']} molecules, "
         f"{s['mean_temperature_K']:.0f} K: g_OO peak <b>{s['rdf_peak_r']:.2f} Å</b> "

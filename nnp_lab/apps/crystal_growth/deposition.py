@@ -255,14 +255,9 @@ def _calculator(model: str | None) -> Calculator:
         from ase.calculators.emt import EMT
 
         return EMT()
-    from nnp_lab.dynamics.calculator import CommitteeCalculator, NNPCalculator
-    from nnp_lab.errors import CheckpointError
-    from nnp_lab.models.committee import Committee
+    from nnp_lab.dynamics.calculator import calculator_for
 
-    try:
-        return CommitteeCalculator(Committee.load(model))
-    except CheckpointError:
-        return NNPCalculator(model)
+    return calculator_for(model)
 
 
 def save_deposition(ds: xr.Dataset, frames: list[Atoms], out: str | Path) -> tuple[Path, Path]:

@@ -15,7 +15,7 @@
 Command line::
 
     python -m nnp_lab.apps.hbond.liquid grow --workdir water_al        # AL with GFN2-xTB
-    python -m nnp_lab.apps.hbond.liquid md --model water_al/iter_008/committee.pt \\
+    python -m nnp_lab.apps.hbond.liquid md --model water_al/iter_007/committee.pt \\
         --molecules 512 --out liquid_traj.nc
     python -m nnp_lab.apps.hbond.liquid analyse liquid_traj.nc --out liquid.nc
 """
@@ -36,7 +36,8 @@ from ase import Atoms, units
 from tqdm.auto import tqdm
 
 from nnp_lab._atomic import atomic_path
-from nnp_lab.apps.hbond.water_box import DENSITY_298K, water_box
+from nnp_lab.apps.hbond.water_box import DENSITY_298K, density_of, water_box
+from nnp_lab.dynamics.calculator import calculator_for, load_model
 from nnp_lab.errors import InputError
 
 #: starting boxes of the active-learning run: (density g/cm³, seed)
@@ -109,29 +110,6 @@ def grow_water_potential(
 
 
 # ---------------------------------------------------------------------------- MD
-def _load_model(model: Any) -> Any:
-    """A Committee or Potential from an object or a file (committee file or potential)."""
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    from nnp_lab.errors import CheckpointError
-    from nnp_lab.models.committee import Committee
-    from nnp_lab.models.serialization import load
-
-    try:
-        return Committee.load(model)
-    except (CheckpointError, InputError):
-        return load(model)
-
-
-def _calculator(model: Any) -> Any:
-    from nnp_lab.dynamics.calculator import CommitteeCalculator, NNPCalculator
-    from nnp_lab.models.committee import Committee
-
-    if isinstance(model, Committee):
-        return CommitteeCalculator(model)
-    return NNPCalculator(model)
-
-
 def _write_nc(path: Path, data: xr.Dataset) -> None:
     with atomic_path(path) as tmp:
         data.to_netcdf(tmp, engine="h5netcdf")
@@ -179,12 +157,12 @@ def run_liquid_md(
     n_eq = round(equilibration_ps * 1000 / timestep_fs)
     n_prod = round(production_ps * 1000 / timestep_fs) // every * every
     total = n_eq + n_prod
-    model = _load_model(model)
+    model = load_model(model)
     if start is not None:
         if not start.pbc.all() or start.cell.rank < 3:
             raise InputError("start must be a periodic box (pbc all True, three cell vectors)")
         n_molecules = len(start) // 3
-        density = float(start.get_masses().sum() * 1.66053906660 / start.get_volume())
+        density = density_of(start)
     settings = {
         "n_molecules": n_molecules,
         "density_g_cm3": density,
@@ -229,7 +207,7 @@ def run_liquid_md(
             atoms, temperature_K=temperature_K, rng=np.random.default_rng([seed, 0])
         )
         Stationary(atoms)
-    atoms.calc = _calculator(model)
+    atoms.calc = calculator_for(model)
     dyn = Bussi(
         atoms,
         timestep_fs * units.fs,
@@ -332,6 +310,7 @@ def check_against_reference(
     from nnp_lab.data.labelers import XTBLabeler
 
     lab = labeler or XTBLabeler("GFN2-xTB")
+    model = load_model(model)
     with tempfile.TemporaryDirectory() as tmp:
         traj = run_liquid_md(
             model,
@@ -343,13 +322,13 @@ def check_against_reference(
             seed=seed,
             show_progress=False,
         )
-    model = _load_model(model)
+    calc = calculator_for(model)
     de, df, spread = [], [], []
     for a in frames_of(traj):
         ref = lab.label(a)
         if not ref.ok:
             raise InputError(f"reference failed on a liquid frame: {ref.error}")
-        a.calc = _calculator(model)
+        a.calc = calc
         de.append((a.get_potential_energy() - ref.energy) / len(a))
         df.append(a.get_forces() - ref.forces)
         spread.append(a.calc.results.get("max_force_spread", np.nan))

@@ -20,6 +20,7 @@ than 1.3 Å from its oxygen (a proton moved) is counted in ``broken_oh_frames``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,9 +38,10 @@ OH_BROKEN = 1.3  #: Å: an H this far from its oxygen has left its molecule
 
 
 def _min_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    frac = d @ np.linalg.inv(cell)
-    frac -= np.round(frac)
-    return frac @ cell
+    """Minimum-image vectors (any cell shape; ASE's ``find_mic``), same shape as ``d``."""
+    from ase.geometry import find_mic
+
+    return find_mic(d.reshape(-1, 3), cell, pbc=True)[0].reshape(d.shape)
 
 
 def water_topology(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -65,15 +67,11 @@ def water_topology(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray)
 
 
 def _box(cell: np.ndarray) -> float:
-    """Half the smallest distance between opposite faces (the largest minimum-image r)."""
-    vol = abs(np.linalg.det(cell))
-    a, b, c = cell
-    heights = [
-        vol / np.linalg.norm(np.cross(b, c)),
-        vol / np.linalg.norm(np.cross(c, a)),
-        vol / np.linalg.norm(np.cross(a, b)),
-    ]
-    return 0.5 * min(heights)
+    """Half the smallest distance between opposite faces (the largest minimum-image r):
+    face spacings are 1/|b_i| for the reciprocal vectors b_i (without 2π)."""
+    from ase.cell import Cell
+
+    return 0.5 / float(np.linalg.norm(Cell(cell).reciprocal(), axis=1).max())
 
 
 def rdf(
@@ -144,20 +142,25 @@ def hbond_pairs(
     h_of_o: np.ndarray,
     r_oo_max: float = LUZAR_CHANDLER["r_oo_max"],
     angle_max: float = LUZAR_CHANDLER["angle_max"],
+    oh_vectors: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(n_bonds, 2)`` (H index, acceptor O index) of one frame (Luzar–Chandler)."""
+    """``(n_bonds, 2)`` (H index, acceptor O index) of one frame (Luzar–Chandler).
+
+    ``oh_vectors`` (n_O, 2, xyz): the minimum-image O→H vectors of ``h_of_o`` where the
+    caller has them already."""
     from vesin import NeighborList
 
     i, j, d = NeighborList(cutoff=r_oo_max, full_list=True).compute(
         points=positions[o_idx], box=cell, periodic=True, quantities="ijD"
     )
     i, j, d = np.asarray(i), np.asarray(j), np.asarray(d)
+    if oh_vectors is None:
+        oh_vectors = _min_image(positions[h_of_o] - positions[o_idx][:, None, :], cell)
     out = []
     cos_max = np.cos(np.radians(angle_max))
     for s in range(2):
         h = h_of_o[:, s]
-        v = _min_image(positions[h] - positions[o_idx], cell)  # O→H of every donor
-        vi = v[i]
+        vi = oh_vectors[i, s]  # O→H of every donor
         cos = np.einsum("ij,ij->i", vi, d) / (
             np.linalg.norm(vi, axis=1) * np.linalg.norm(d, axis=1)
         )
@@ -167,7 +170,9 @@ def hbond_pairs(
 
 
 def hbond_populations(
-    traj: xr.Dataset, r_oo_max: float = 3.5, angle_max: float = 30.0
+    traj: xr.Dataset,
+    r_oo_max: float = LUZAR_CHANDLER["r_oo_max"],
+    angle_max: float = LUZAR_CHANDLER["angle_max"],
 ) -> dict[str, Any]:
     """Per frame H-bonds: population matrix ``h`` (frame, pair) of every (H, O) pair that
     was ever bonded, ``pairs`` (pair, 2), per-molecule bond counts (frame, molecule) and
@@ -189,9 +194,9 @@ def hbond_populations(
     broken = 0
     for f, p in enumerate(pos):
         p = p.astype(float)
-        oh = np.linalg.norm(_min_image(p[h_of_o] - p[o_idx][:, None, :], cell), axis=-1)
-        broken += int((oh > OH_BROKEN).any())
-        pairs = hbond_pairs(p, cell, o_idx, h_of_o, r_oo_max, angle_max)
+        oh = _min_image(p[h_of_o] - p[o_idx][:, None, :], cell)
+        broken += int((np.linalg.norm(oh, axis=-1) > OH_BROKEN).any())
+        pairs = hbond_pairs(p, cell, o_idx, h_of_o, r_oo_max, angle_max, oh_vectors=oh)
         per_frame.append(pairs[:, 0] * n_atoms + pairs[:, 1])
         np.add.at(counts[f], mol_of[pairs[:, 0]], 1)
         np.add.at(counts[f], mol_of[pairs[:, 1]], 1)
@@ -319,7 +324,7 @@ def analyse(
             "broken_oh_frames": int(pops["broken_oh_frames"]),
             "n_molecules": len(o_idx),
             "mean_temperature_K": float(np.mean(traj["temperature"].values)),
-            "experiment": str(EXPERIMENT),
+            "experiment": json.dumps(EXPERIMENT),
             "experiment_source": "Skinner et al., J. Chem. Phys. 138, 074506 (2013), X-ray",
             "trajectory_settings": traj.attrs.get("settings", "{}"),
         },

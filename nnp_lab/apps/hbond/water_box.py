@@ -32,6 +32,13 @@ def box_length(n_molecules: int, density: float = DENSITY_298K) -> float:
     return float((grams / density * 1e24) ** (1.0 / 3.0))
 
 
+def density_of(atoms: Atoms) -> float:
+    """Mass density (g/cm³) of a periodic cell."""
+    if atoms.cell.rank < 3:
+        raise InputError("a density needs a cell with three lattice vectors")
+    return float(atoms.get_masses().sum() * _amu * 1e3 / (atoms.get_volume() * 1e-24))
+
+
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix uniform over SO(3) (from a random unit quaternion)."""
     q = rng.normal(size=4)
