@@ -1,0 +1,1 @@
+"""Kinetic isotope effects from path-integral simulations."""
