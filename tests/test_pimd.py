@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from ase import Atoms, units
 from ase.cluster import Icosahedron
 from ase.md.verlet import VelocityVerlet
@@ -292,3 +293,59 @@ def test_bad_input_is_refused():
         RingPolymer(atoms, 42, {"n_beads": 4, "temperature_K": 300.0})
     with pytest.raises(InputError, match="one of"):
         free_step_coefficients(torch.zeros(2), torch.ones(2), 1.0, "euler")
+
+
+def test_pimd_runs_as_a_lab_job(tmp_path):
+    """A ``pimd`` job (YAML config: a water molecule, the shipped water committee, O–D
+    isotopes) runs through the job manager's detached worker, reports progress and writes
+    the xarray result; a config naming a non-hydrogen as deuterium fails with the reason."""
+    import time
+
+    import nbformat
+    import yaml
+    from ase.build import molecule
+    from ase.io import write
+    from nbclient import NotebookClient
+
+    from nnp_lab.apps.hbond.train import RESOURCES
+    from nnp_lab.jobs.runner import JobManager
+    from nnp_lab.server.notebooks import job_notebook
+
+    water = molecule("H2O")
+    water.center(vacuum=6.0)
+    water.pbc = True
+    write(tmp_path / "water.xyz", water)
+    (tmp_path / "water.pt").write_bytes((RESOURCES / "water_committee.pt").read_bytes())
+    config = {
+        "structure": "water.xyz",
+        "model": "water.pt",
+        "pimd": {"n_beads": 4, "temperature_K": 300.0, "timestep_fs": 0.25},
+        "steps": 40,
+        "sample_every": 5,
+        "positions_every": 2,
+        "checkpoint_every": 20,
+        "deuterium": [1, 2],
+    }
+    (tmp_path / "pimd.yaml").write_text(yaml.safe_dump(config))
+    mgr = JobManager(tmp_path / "state" / "jobs.sqlite", tmp_path)
+    job = mgr.submit({"kind": "pimd", "config": "pimd.yaml", "out": "p", "device": "cpu"})
+    bad = mgr.submit({"kind": "pimd", "config": {**config, "deuterium": [0]}, "out": "q"})
+    deadline = time.time() + 300
+    while any(mgr.store.get(j["id"])["status"] not in ("completed", "failed") for j in (job, bad)):
+        assert time.time() < deadline
+        mgr.dispatch()
+        time.sleep(0.3)
+    done = mgr.store.get(job["id"])
+    assert done["status"] == "completed", done["error"]
+    ds = xr.open_dataset(tmp_path / done["result"]["result"])
+    assert ds.sizes["frame"] == 9 and ds.sizes["bead"] == 4
+    np.testing.assert_allclose(ds["masses"].values[1:], DEUTERIUM_MASS)
+    steps = [e["payload"]["step"] for e in mgr.store.events(job["id"]) if e["step"] == "pimd"]
+    assert steps == [20, 40]
+    notebook = tmp_path / job_notebook(done, tmp_path)  # "Open in notebook": the template runs
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(
+        nb, timeout=120, resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
+    failed = mgr.store.get(bad["id"])
+    assert failed["status"] == "failed" and "not H" in failed["error"]

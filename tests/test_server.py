@@ -259,7 +259,14 @@ async def test_cancel_and_resume_through_the_api(jp_fetch, root):
 async def test_spec_schema_for_forms(jp_fetch, root):
     _, schema = await api(jp_fetch, "specs")
     kinds = set(schema["properties"]["spec"]["discriminator"]["mapping"])
-    assert kinds == {"dataset_build", "train", "committee_train", "active_learn", "crystal_growth"}
+    assert kinds == {
+        "dataset_build",
+        "train",
+        "committee_train",
+        "active_learn",
+        "crystal_growth",
+        "pimd",
+    }
 
 
 def test_dataset_notebook_template_runs_with_the_browser_widget(tmp_path, cu_dataset):

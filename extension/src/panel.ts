@@ -7,7 +7,8 @@ const KINDS: { [kind: string]: string } = {
   committee_train: 'Train a committee',
   dataset_build: 'Build a dataset (recipe)',
   active_learn: 'Active learning (config)',
-  crystal_growth: 'Crystal growth, KMC (config)'
+  crystal_growth: 'Crystal growth, KMC (config)',
+  pimd: 'Path-integral MD (config)'
 };
 const FINAL = ['completed', 'failed', 'cancelled', 'interrupted'];
 
@@ -132,8 +133,8 @@ export class NNPLabPanel extends Widget {
     const rows: [string, HTMLElement, string[]][] = [
       ['Job', this.kind, Object.keys(KINDS)],
       ['Dataset', this.datasetSelect, ['train', 'committee_train']],
-      ['Config file', this.configFile, ['dataset_build', 'active_learn', 'crystal_growth']],
-      ['Output', this.out, ['train', 'committee_train', 'dataset_build', 'crystal_growth']],
+      ['Config file', this.configFile, ['dataset_build', 'active_learn', 'crystal_growth', 'pimd']],
+      ['Output', this.out, ['train', 'committee_train', 'dataset_build', 'crystal_growth', 'pimd']],
       ['Epochs', this.epochs, ['train', 'committee_train']],
       ['Members', this.members, ['committee_train']],
       ['Device', this.device, Object.keys(KINDS)],
@@ -207,6 +208,7 @@ export class NNPLabPanel extends Widget {
           ...(this.out.value ? { output: this.out.value } : {})
         };
       case 'crystal_growth':
+      case 'pimd':
         return { ...common, config: this.configFile.value, out };
       default:
         return { ...common, config: this.configFile.value };

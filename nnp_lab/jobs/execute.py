@@ -189,12 +189,38 @@ def run_crystal_growth(spec: Any, root: Path, progress: Progress, resume: bool) 
     }
 
 
+def run_pimd_job(spec: Any, root: Path, progress: Progress, resume: bool) -> dict[str, Any]:
+    from nnp_lab.config_io import load_config
+    from nnp_lab.dynamics.pimd.run_config import PIMDRunConfig, run_from_config
+
+    config = spec.config
+    if isinstance(config, str):
+        config = load_config(PIMDRunConfig, safe_path(root, config))
+    for p in config.paths():
+        safe_path(root, p)
+    out = safe_path(root, spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = run_from_config(
+        config,
+        root,
+        out / "pimd.nc",
+        progress=lambda e: progress("pimd", {**e, "fraction": e["step"] / e["steps"]}),
+        device=spec.device,
+    )
+    return {
+        "result": str((out / "pimd.nc").relative_to(root)),
+        "energy_virial_mean": float(ds["energy_virial"].mean()),
+        "samples": int(ds.sizes["frame"]),
+    }
+
+
 RUNNERS = {
     "dataset_build": run_dataset_build,
     "train": run_train,
     "committee_train": run_committee_train,
     "active_learn": run_active_learn,
     "crystal_growth": run_crystal_growth,
+    "pimd": run_pimd_job,
 }
 
 

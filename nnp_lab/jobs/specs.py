@@ -15,6 +15,7 @@ from nnp_lab.active.loop import ActiveLearningConfig
 from nnp_lab.active.members import CommitteeConfig
 from nnp_lab.apps.crystal_growth.growth import GrowthConfig
 from nnp_lab.data.build import DatasetBuildConfig
+from nnp_lab.dynamics.pimd.run_config import PIMDRunConfig
 from nnp_lab.training.config import TrainConfig
 from nnp_lab.training.run import ModelSection, SplitConfig, TrainRunConfig
 
@@ -101,11 +102,24 @@ class CrystalGrowthJob(_Job):
         return [self.out] + ([self.config] if isinstance(self.config, str) else [])
 
 
+class PIMDJob(_Job):
+    """Path-integral (ring-polymer) MD with an nnp-lab potential; resumes from its checkpoint."""
+
+    kind: Literal["pimd"]
+    config: PIMDRunConfig | str = Field(description="PIMD run config, or a YAML/JSON file")
+    out: str = Field(description="output folder (pimd.nc)")
+
+    def paths(self) -> list[str]:
+        if isinstance(self.config, str):
+            return [self.out, self.config]
+        return [self.out, *self.config.paths()]
+
+
 JobSpec = Annotated[
-    DatasetBuildJob | TrainJob | CommitteeTrainJob | ActiveLearnJob | CrystalGrowthJob,
+    DatasetBuildJob | TrainJob | CommitteeTrainJob | ActiveLearnJob | CrystalGrowthJob | PIMDJob,
     Field(discriminator="kind"),
 ]
-KINDS = ("dataset_build", "train", "committee_train", "active_learn", "crystal_growth")
+KINDS = ("dataset_build", "train", "committee_train", "active_learn", "crystal_growth", "pimd")
 
 
 class JobRequest(BaseModel):

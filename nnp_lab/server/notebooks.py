@@ -124,6 +124,20 @@ def _cells(job: dict[str, Any]) -> list[Any]:
                 "CrystalGrowthView(growth, color_by='layer')  # move the slider through time"
             ),
         ]
+    if kind == "pimd":
+        return [
+            title,
+            setup,
+            new_code_cell(
+                f"pimd = xr.open_dataset({result['result']!r}).load()\n"
+                "fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))\n"
+                "pimd['energy_virial'].plot(ax=a, x='time', label='centroid virial')\n"
+                "pimd['energy_primitive'].plot(ax=a, x='time', label='primitive')\n"
+                "a.legend()\n"
+                "pimd['radius_of_gyration'].plot.line(ax=b, x='time', add_legend=False)\n"
+                "pimd[['potential', 'kinetic_virial', 'energy_virial']].mean()"
+            ),
+        ]
     raise InputError(f"no notebook template for jobs of kind {kind!r}")
 
 

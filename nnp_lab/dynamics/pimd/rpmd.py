@@ -334,7 +334,7 @@ def run_pimd(
             }
         )
         start_step = int(ck.attrs["start_step"])
-        for name in ck.data_vars:
+        for name in [*ck.data_vars, *ck.coords]:
             if ck[name].dims and ck[name].dims[0] == "frame":
                 samples[name] = list(ck[name].values)
         if "bead_positions" in ck:
@@ -349,6 +349,8 @@ def run_pimd(
             dims = ("frame", "atom") if arr.ndim == 2 else ("frame",)
             data[name] = (dims, arr)
         ds = xr.Dataset(data)
+        if "time" in ds:
+            ds = ds.set_coords("time")
         if pos_frames:
             ds["bead_positions"] = (
                 ("position_frame", "bead", "atom", "xyz"),
