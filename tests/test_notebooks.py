@@ -19,6 +19,7 @@ NAMES = [
     "03_active_learning",
     "04_crystal_growth",
     "05_hydrogen_bonds",
+    "06_pimd_kie",
 ]
 
 
@@ -63,5 +64,6 @@ def test_notebook_runs(name, scratch):
         "03_active_learning": "n_labels",
         "04_crystal_growth": "environments catalogued",
         "05_hydrogen_bonds": "held-out MAE",
+        "06_pimd_kie": "RPMD / exact",
     }[name]
     assert expected in text

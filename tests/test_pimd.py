@@ -349,3 +349,38 @@ def test_pimd_runs_as_a_lab_job(tmp_path):
     ).execute()
     failed = mgr.store.get(bad["id"])
     assert failed["status"] == "failed" and "not H" in failed["error"]
+
+
+def test_ipi_driver_and_benchmark_run(tmp_path):
+    """The benchmark's i-PI driver gives i-PI the committee's own bead energies and forces
+    (after i-PI's atomic units), single and batched; the benchmark script runs end to end
+    (tiny sizes) and reports every column."""
+    import json
+
+    from ase.io import write
+    from ipi.utils.units import unit_to_internal
+
+    from benchmarks.ipi_nnp_driver import NNPLabDriver
+    from benchmarks.pimd_beads import MODEL, cluster, main
+
+    atoms = cluster()
+    write(tmp_path / "c.xyz", atoms)
+    driver = NNPLabDriver(str(tmp_path / "c.xyz"), str(MODEL))
+    bohr = unit_to_internal("length", "angstrom", 1.0)
+    pos = [atoms.positions * bohr, (atoms.positions + 0.02) * bohr]
+    batched = driver([np.eye(3)] * 2, pos)
+    single = driver(np.eye(3), pos[1])
+    ref = ModelBeads(driver.model, atoms, 1)(torch.as_tensor(atoms.positions + 0.02)[None])
+    assert single[0] == pytest.approx(batched[1][0], abs=1e-7)
+    assert single[0] == pytest.approx(
+        unit_to_internal("energy", "electronvolt", float(ref["energy"][0])), abs=1e-7
+    )
+    np.testing.assert_allclose(
+        single[1], unit_to_internal("force", "ev/ang", ref["forces"][0].numpy()), atol=1e-7
+    )
+    report = main(
+        ["--beads", "2", "--steps", "3", "--condensed-beads", "2", "--results", str(tmp_path)]
+    )
+    row = report["molecular"]["beads"][2]
+    assert {"step_s", "separate_calls_s", "ipi_step_s", "ipi_batched_step_s"} <= set(row)
+    assert json.loads(next(tmp_path.glob("pimd-beads-*.json")).read_text())["molecular"]

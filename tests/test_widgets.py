@@ -126,3 +126,48 @@ def test_hbond_explorer_moves_the_dimer_and_reads_off_energies():
     assert ex.map_image.value != first_map
     ex.r_slider.value = 3.05  # off the grid: no reference number
     assert ex.reference_energy is None and "not on the reference grid" in ex.energies.value
+
+
+def test_kie_explorer_follows_the_temperature_and_shows_both_rings(tmp_path):
+    """KIEExplorer on the shipped Eckart KIE table and two short PIMD runs (H₂O and D₂O,
+    8 beads): the slider's temperature picks the table row (the KIE values in the text are
+    the table's), the plot follows, and the 3D view holds every bead of both molecules, the
+    D₂O ring polymers being smaller (radius of gyration) than the H₂O ones."""
+    from ase.build import molecule
+
+    from nnp_lab.apps.hbond.train import RESOURCES
+    from nnp_lab.apps.kie.eckart import RESOURCE
+    from nnp_lab.dynamics.pimd import RingPolymer, run_pimd, with_isotope
+    from nnp_lab.widgets import KIEExplorer
+
+    water = molecule("H2O")
+    water.center(vacuum=6.0)
+    water.pbc = True
+    runs = {}
+    for label, atoms in (("H2O", water), ("D2O", with_isotope(water, [1, 2]))):
+        ring = RingPolymer(
+            atoms,
+            RESOURCES / "water_committee.pt",
+            {"n_beads": 8, "temperature_K": 300.0, "seed": 1},
+        )
+        runs[label] = run_pimd(
+            ring,
+            400,
+            sample_every=10,
+            positions_every=4,
+            out=tmp_path / f"{label}.nc",
+            show_progress=False,
+        )
+    ex = KIEExplorer(RESOURCE, runs=runs)
+    table = xr.open_dataset(RESOURCE)
+    first = ex.plot.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    ex.slider.value = 186.0
+    assert f"{float(table['kie_exact'].sel(temperature=186.0)):.3g}" in ex.text.value
+    assert "k(m) RPMD" in ex.text.value and ex.plot.value != first
+    assert len(ex.ring_atoms) == sum(n for _, _, n in ex.spans) == 2 * 8 * 3
+    rg_h = runs["H2O"]["radius_of_gyration"].values[10:, 1:].mean()
+    rg_d = runs["D2O"]["radius_of_gyration"].values[10:, 1:].mean()
+    assert rg_d < 0.85 * rg_h  # free-particle limit: m^(-1/2) → 0.71
+    with pytest.raises(InputError, match="bead positions"):
+        KIEExplorer(RESOURCE, runs={"x": runs["H2O"].drop_vars("bead_positions")})
