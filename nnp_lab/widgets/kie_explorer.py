@@ -21,7 +21,7 @@ from ase import Atoms
 
 from nnp_lab.errors import InputError
 from nnp_lab.widgets.plots import figure_png
-from nnp_lab.widgets.structure_view import _nglview
+from nnp_lab.widgets.structure_view import StructureView
 
 ROUTES = {
     "kie_exact": ("exact quantum", "k-"),
@@ -153,16 +153,17 @@ class KIEExplorer(widgets.VBox):
                 self._show(nearest)
 
     def _show(self, temperature: float) -> None:
-        nglview = _nglview()
         atoms, spans = ring_atoms(self.runs[temperature])
         self.ring_atoms = atoms
-        self.view = nglview.show_ase(atoms)
+        self.structure = StructureView(atoms)
+        self.view = self.structure.view
+        self.view.layout = widgets.Layout(width="100%", height="380px")
         self.view.clear_representations()
         self.view.add_representation("spacefill", radiusScale=0.35, opacity=0.4)
         self.spans = spans
         caption = ", ".join(f"{label} ({n} beads·atoms)" for label, _, n in spans)
         self.view_box.children = [
             widgets.HTML(f"ring polymers at {temperature:g} K, left to right: {caption}"),
-            self.view,
+            self.structure,
         ]
         self._shown = temperature

@@ -305,3 +305,38 @@ def test_hbond_explorer_draws_the_dimer_and_follows_the_distance_slider(lab, pag
     page.screenshot(path=str(ARTIFACTS / "11-hbond-explorer-moved.png"))
     canvas = _big_canvas(page, "11-hbond-explorer-missing.png")
     assert _drawn_fraction(canvas.screenshot()) > 0.002
+
+
+def test_kie_explorer_draws_the_ring_polymers_and_follows_the_temperature(lab, page):
+    """KIEExplorer of the shipped Eckart KIE table with two short PIMD runs (H₂O, D₂O):
+    the ring polymers' nglview canvas is drawn, the KIE plot image loads, and a step of the
+    temperature slider (arrow key on its handle) changes the temperature in the text."""
+    _open_and_run(
+        lab,
+        page,
+        "kie.ipynb",
+        "from ase.build import molecule\n"
+        "from nnp_lab.apps.hbond.train import RESOURCES\n"
+        "from nnp_lab.apps.kie.eckart import RESOURCE\n"
+        "from nnp_lab.dynamics.pimd import RingPolymer, run_pimd, with_isotope\n"
+        "from nnp_lab.widgets import KIEExplorer\n"
+        "w = molecule('H2O'); w.center(vacuum=6.0); w.pbc = True\n"
+        "runs = {k: run_pimd(RingPolymer(a, RESOURCES / 'water_committee.pt',\n"
+        "                    {'n_beads': 8, 'temperature_K': 300.0}), 100, sample_every=10,\n"
+        "                    positions_every=2, show_progress=False)\n"
+        "        for k, a in (('H2O', w), ('D2O', with_isotope(w, [1, 2])))}\n"
+        "KIEExplorer(RESOURCE, runs=runs)",
+    )
+    output = page.locator(".jp-NotebookPanel").first
+    canvas = _big_canvas(page, "12-kie-explorer-missing.png")
+    time.sleep(3)  # let NGL draw
+    drawn = _drawn_fraction(canvas.screenshot(path=str(ARTIFACTS / "12-kie-explorer.png")))
+    assert drawn > 0.002, f"ring-polymer canvas looks blank ({drawn:.4f} of pixels drawn)"
+    img = output.locator(".jp-OutputArea-output img").first
+    assert img.evaluate("(im) => im.naturalWidth") > 100
+    assert "T = 372 K" in output.inner_text()
+    handle = output.locator(".jp-OutputArea-output .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    output.get_by_text("T = 500 K").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "13-kie-explorer-moved.png"))
