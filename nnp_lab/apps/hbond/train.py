@@ -82,7 +82,12 @@ def train(
         pre_e.append(e)
     t_pre = time.perf_counter() - t0
     model, report = train_interaction_committee(
-        dimers, e_int, split, config, pretrain=(pre_dimers, np.concatenate(pre_e))
+        dimers,
+        e_int,
+        split,
+        config,
+        pretrain=(pre_dimers, np.concatenate(pre_e)),
+        groups=names,
     )
     pred = interaction_energies(model, dimers)["mean"]
     report.update(
@@ -107,11 +112,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=400)
     ap.add_argument("--pretrain", type=int, default=1500, help="xTB random points per dimer")
+    ap.add_argument("--batch-points", type=int, default=None, help="dimers per step")
     args = ap.parse_args(argv)
     report = train(
         scan_paths(args.scans),
         args.out,
-        {"members": args.members, "epochs": args.epochs},
+        {
+            "members": args.members,
+            "epochs": args.epochs,
+            **({"batch_points": args.batch_points} if args.batch_points else {}),
+        },
         n_pretrain=args.pretrain,
     )
     print(f"trained on {report['n_points']} points in {report['train_seconds']:.0f} s")

@@ -100,6 +100,30 @@ def _particles(n: int, mass: float, x: np.ndarray) -> Atoms:
     return atoms
 
 
+def _constrained_average(
+    atoms: Atoms,
+    potential: Any,
+    config: PIMDConfig,
+    estimator: Any,
+    steps: int,
+    equilibrate: int,
+    sample_every: int,
+) -> np.ndarray:
+    """Time average of ``estimator(ring)`` (one value per atom) over a run with every
+    atom's centroid x held where it starts (PILE-L on everything else)."""
+    mask = np.zeros((len(atoms), 3), bool)
+    mask[:, 0] = True
+    ring = RingPolymer(atoms, potential, config, fixed_centroid=mask)
+    ring.step(equilibrate)
+    acc = torch.zeros(len(atoms), dtype=torch.float64)
+    count = 0
+    for _ in range(max(1, steps // sample_every)):
+        ring.step(sample_every)
+        acc += estimator(ring)
+        count += 1
+    return (acc / count).numpy()
+
+
 def centroid_mean_force(
     potential: Any,
     mass: float,
@@ -119,30 +143,23 @@ def centroid_mean_force(
     xi = np.asarray(xi, dtype=float)
     if xi.ndim != 1 or len(xi) == 0 or replicas < 2 or steps < 1:
         raise InputError("need a 1D grid xi, replicas ≥ 2 and steps ≥ 1")
-    x = np.repeat(xi, replicas)
-    n = len(x)
-    mask = np.zeros((n, 3), bool)
-    mask[:, 0] = True
-    ring = RingPolymer(
-        _particles(n, mass, x),
-        potential,
-        PIMDConfig(
-            n_beads=n_beads,
-            temperature_K=temperature_K,
-            timestep_fs=timestep_fs,
-            thermostat="pile_l",
-            seed=seed,
-        ),
-        fixed_centroid=mask,
+    cfg = PIMDConfig(
+        n_beads=n_beads,
+        temperature_K=temperature_K,
+        timestep_fs=timestep_fs,
+        thermostat="pile_l",
+        seed=seed,
     )
-    ring.step(equilibrate)
-    acc = torch.zeros(n, dtype=torch.float64)
-    count = 0
-    for _ in range(steps // sample_every):
-        ring.step(sample_every)
-        acc += ring.centroid_force()[:, 0]
-        count += 1
-    per = (acc / count).numpy().reshape(len(xi), replicas)
+    atoms = _particles(len(xi) * replicas, mass, np.repeat(xi, replicas))
+    per = _constrained_average(
+        atoms,
+        potential,
+        cfg,
+        lambda ring: ring.centroid_force()[:, 0],
+        steps,
+        equilibrate,
+        sample_every,
+    ).reshape(len(xi), replicas)
     return xr.Dataset(
         {
             "mean_force": ("xi", per.mean(1), {"units": "eV/Å"}),
@@ -323,31 +340,25 @@ def mass_ti_kie(
     KIE_QTST = √(m_h/m_l) · exp(β[ΔW(m_h) − ΔW(m_l)]).
     """
     beta = 1 / (units.kB * temperature_K)
-    t, w = np.polynomial.legendre.leggauss(n_mass)
-    lo, hi = math.log(mass_light), math.log(mass_heavy)
-    ln_m = lo + (hi - lo) * (t + 1) / 2
-    w = w * (hi - lo) / 2
+    ln_m, w = gauss_grid(math.log(mass_light), math.log(mass_heavy), n_mass)
     masses = np.exp(ln_m)
-    mask = np.zeros((replicas * n_mass, 3), bool)
-    mask[:, 0] = True
     atoms = _particles(replicas * n_mass, 1.0, np.full(replicas * n_mass, x_ts))
     atoms.set_masses(np.repeat(masses, replicas))
-    ring = RingPolymer(
-        atoms,
-        potential,
-        PIMDConfig(
-            n_beads=n_beads, temperature_K=temperature_K, timestep_fs=timestep_fs, seed=seed
-        ),
-        fixed_centroid=mask,
+    cfg = PIMDConfig(
+        n_beads=n_beads, temperature_K=temperature_K, timestep_fs=timestep_fs, seed=seed
     )
-    ring.step(equilibrate)
-    acc = torch.zeros(replicas * n_mass, dtype=torch.float64)
-    count = 0
-    for _ in range(steps // sample_every):
-        ring.step(sample_every)
-        acc += ring.kinetic_per_atom("primitive")
-        count += 1
-    per = (acc / count).numpy().reshape(n_mass, replicas) - 1.5 / beta
+    per = (
+        _constrained_average(
+            atoms,
+            potential,
+            cfg,
+            lambda ring: ring.kinetic_per_atom("primitive"),
+            steps,
+            equilibrate,
+            sample_every,
+        ).reshape(n_mass, replicas)
+        - 1.5 / beta
+    )
     excess, err = per.mean(1), per.std(1, ddof=1) / math.sqrt(replicas)
     dw_rise = -(w * excess).sum()  # ΔW(m_h) − ΔW(m_l)
     dw_err = math.sqrt(((w * err) ** 2).sum())
