@@ -35,7 +35,7 @@ import xarray as xr
 from ase import Atoms, units
 from tqdm.auto import tqdm
 
-from nnp_lab._atomic import atomic_path
+from nnp_lab._atomic import atomic_path, atomic_write
 from nnp_lab.apps.hbond.water_box import DENSITY_298K, density_of, water_box
 from nnp_lab.dynamics.calculator import calculator_for, load_model
 from nnp_lab.errors import InputError
@@ -110,11 +110,6 @@ def grow_water_potential(
 
 
 # ---------------------------------------------------------------------------- MD
-def _write_nc(path: Path, data: xr.Dataset) -> None:
-    with atomic_path(path) as tmp:
-        data.to_netcdf(tmp, engine="h5netcdf")
-
-
 def run_liquid_md(
     model: Any,
     out: str | os.PathLike,
@@ -276,7 +271,7 @@ def run_liquid_md(
             frames["temp"].append(atoms.get_temperature())
             frames["spread"].append(atoms.calc.results.get("max_force_spread", np.nan))
         if step % checkpoint_every == 0 or step == total:
-            _write_nc(partial, state())
+            atomic_write(partial, lambda tmp: state().to_netcdf(tmp, engine="h5netcdf"))
             if progress is not None:
                 progress(
                     {
@@ -290,7 +285,7 @@ def run_liquid_md(
     bar.close()
     ds = state(final=True)
     ds.attrs["wall_s_last_leg"] = time.perf_counter() - t0
-    _write_nc(out, ds)
+    atomic_write(out, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     partial.unlink(missing_ok=True)
     return ds
 
@@ -422,9 +417,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         res = analyse(traj)
         if args.check_model:
             res.attrs["model_errors"] = json.dumps(check_against_reference(args.check_model))
-        _write_nc(Path(args.out), res)
+        atomic_write(args.out, lambda tmp: res.to_netcdf(tmp, engine="h5netcdf"))
         if args.frames_out:
-            _write_nc(Path(args.frames_out), traj.isel(frame=slice(None, None, args.frames_every)))
+            frames = traj.isel(frame=slice(None, None, args.frames_every))
+            atomic_write(args.frames_out, lambda tmp: frames.to_netcdf(tmp, engine="h5netcdf"))
         print(json.dumps(summary(res), indent=2))
 
 

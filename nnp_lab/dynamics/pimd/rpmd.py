@@ -26,6 +26,7 @@ import torch
 from ase import Atoms, units
 from pydantic import BaseModel, ConfigDict, Field
 
+from nnp_lab._atomic import atomic_write
 from nnp_lab.dynamics.pimd.beads import BeadEvaluator, bead_evaluator
 from nnp_lab.dynamics.pimd.normal_modes import (
     free_step_coefficients,
@@ -404,7 +405,9 @@ def run_pimd(
         if done % sample_every == 0:
             record()
         if partial is not None and (done % checkpoint_every == 0) and ring.step_count < end:
-            _write(partial, dataset(final=False))
+            atomic_write(
+                partial, lambda tmp: dataset(final=False).to_netcdf(tmp, engine="h5netcdf")
+            )
         if progress is not None and (done % checkpoint_every == 0 or ring.step_count == end):
             progress(
                 {
@@ -418,7 +421,7 @@ def run_pimd(
     ds = dataset(final=True)
     ds.attrs["wall_s_last_leg"] = time.perf_counter() - t0
     if out is not None:
-        _write(Path(out), ds)
+        atomic_write(out, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
         if partial is not None:
             partial.unlink(missing_ok=True)
     return ds
@@ -438,10 +441,3 @@ _UNITS = {
     "max_force_spread": "eV/Å",
     "time": "fs",
 }
-
-
-def _write(path: Any, ds: Any) -> None:
-    from nnp_lab._atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")

@@ -66,27 +66,25 @@ class PILE:
         gamma[0] = 1.0 / tau_centroid if (thermostat_centroid and kind == "pile_l") else 0.0
         self.c1 = torch.exp(-gamma * dt).view(-1, 1, 1)
         self.c2 = torch.sqrt(1.0 - self.c1**2)
-        self.sigma = torch.sqrt(self.masses / self.beta_p).view(1, -1, 1)
+        self.c2_sigma = self.c2 * torch.sqrt(self.masses / self.beta_p).view(1, -1, 1)
         self.global_centroid = kind == "pile_g" and thermostat_centroid
         self.c_global = math.exp(-dt / tau_centroid) if self.global_centroid else 1.0
 
     def __call__(self, p_modes: torch.Tensor, generator: torch.Generator) -> float:
-        """Thermostat the normal-mode momenta (P, N, 3) in place; return ΔK removed (eV)."""
+        """Thermostat the normal-mode momenta (P, N, 3, CPU float64, as the ring polymer
+        keeps them) in place; return ΔK removed (eV)."""
         if self.kind == "none":
             return 0.0
-        m = self.masses.view(1, -1, 1).to(p_modes.device)
+        m = self.masses.view(1, -1, 1)
         k_before = float((p_modes**2 / (2 * m)).sum())
         noise = torch.randn(p_modes.shape, generator=generator, dtype=torch.float64)
-        noise = noise.to(p_modes.device)
-        p_modes.mul_(self.c1.to(p_modes.device)).add_(
-            self.c2.to(p_modes.device) * self.sigma.to(p_modes.device) * noise
-        )
+        p_modes.mul_(self.c1).add_(self.c2_sigma * noise)
         if self.global_centroid:
             self._bussi_centroid(p_modes, generator)
         return k_before - float((p_modes**2 / (2 * m)).sum())
 
     def _bussi_centroid(self, p_modes: torch.Tensor, generator: torch.Generator) -> None:
-        m = self.masses.view(-1, 1).to(p_modes.device)
+        m = self.masses.view(-1, 1)
         p0 = p_modes[0]
         kinetic = float((p0**2 / (2 * m)).sum())
         n_f = p0.numel()
