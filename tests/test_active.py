@@ -160,6 +160,43 @@ def test_explorer_stops_at_the_hard_limit_and_restarts(cu_data):
     assert res.candidates == [] and res.steps == 2 * (cfg.max_restarts + 1)
 
 
+def test_ring_polymer_explorer_judges_every_bead(committee):
+    """beads > 1: PIMD exploration; a queued frame is ONE bead's geometry (the most
+    uncertain one), the judged u is the maximum over all beads, and beads spread apart
+    (a quantum ring: Cu at 300 K, P = 4, radius of gyration > 0)."""
+    cluster = slab()
+    cluster.pbc = False
+    cfg = ExploreConfig(
+        temperatures=[300.0],
+        steps=30,
+        sample_every=5,
+        threshold=1e-4,
+        hard_limit=50.0,
+        beads=4,
+        timestep_fs=1.0,
+        seed=2,
+    )
+    res = explore(committee, [cluster], cfg, show_progress=False)
+    assert res.trajectories == 1 and res.steps == 30 and res.frames_judged == 6
+    assert len(res.candidates) == 6
+    for frame in res.candidates:
+        assert "PIMD P=4" in frame.info["source"] and frame.info["uncertainty"] > 1e-4
+        assert len(frame) == len(cluster) and frame.calc is None
+        assert np.isfinite(frame.info["energy_std"])
+    moved = [np.abs(f.positions - cluster.positions).max() for f in res.candidates]
+    assert max(moved) > 0.01
+    with pytest.raises(InputError, match="molecules"):
+        explore(committee, [slab()], cfg, show_progress=False)
+    # umbrella windows: one centre per start; the bias holds the centroid's ξ there
+    windows = ExploreConfig(
+        **{**cfg.model_dump(), "umbrella": {"triplet": (0, 12, 1), "centers": [0.0], "kappa": 5.0}}
+    )
+    res = explore(committee, [cluster], windows, show_progress=False)
+    assert res.candidates and all("window ξ=+0.00" in f.info["source"] for f in res.candidates)
+    with pytest.raises(InputError, match="one window centre per start"):
+        explore(committee, [cluster, cluster], windows, show_progress=False)
+
+
 def test_explore_config_checks_limits():
     with pytest.raises(ValueError, match="hard_limit"):
         ExploreConfig(threshold=0.5, hard_limit=0.1)

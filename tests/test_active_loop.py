@@ -115,9 +115,17 @@ def test_changed_config_is_refused_on_resume(tmp_path):
 
     cfg = cu_config(str(tmp_path / "run"), iterations=0)
     ActiveLearner(cfg, show_progress=False).run()
+    steered = json.loads(json.dumps(cfg))
     cfg["committee"] = {"size": 4}
     with pytest.raises(ConfigError, match="different config"):
         ActiveLearner(cfg, show_progress=False).run()
+    # steering is allowed: a resumed run may explore and select differently from now on
+    steered["explore"]["temperatures"] = [700]
+    steered["select"]["budget"] = 2
+    steered["stop"]["max_iterations"] = 1
+    ActiveLearner(steered, show_progress=False).run()
+    used = json.loads((tmp_path / "run" / "iter_001" / "explore_config.json").read_text())
+    assert used["explore"]["temperatures"] == [700.0]
 
 
 FLAKY_SCRIPT = """

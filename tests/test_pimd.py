@@ -189,6 +189,24 @@ def test_bead_batch_equals_bead_by_bead(trained_cu):
     assert torch.allclose(batched["forces"], single["forces"], atol=1e-8)
 
 
+def test_verlet_skin_reuses_neighbors_without_changing_the_trajectory(trained_cu):
+    """The bead evaluator's Verlet list (cutoff + 0.5 Å, rebuilt after a 0.25 Å move)
+    gives the trajectory of a list rebuilt every step: pairs beyond the cutoff add exactly
+    zero, so positions agree to round-off (1e-9 Å after 60 steps) with fewer rebuilds."""
+    atoms = Icosahedron("Cu", 2)
+    cfg = PIMDConfig(n_beads=4, temperature_K=600.0, timestep_fs=2.0, seed=5)
+    skin = ModelBeads(trained_cu, atoms, 4, skin=0.5)
+    every = ModelBeads(trained_cu, atoms, 4, skin=0.0)
+    a = RingPolymer(atoms, skin, cfg)
+    b = RingPolymer(atoms, every, cfg)
+    a.step(60)
+    b.step(60)
+    assert np.abs(a.q.numpy() - b.q.numpy()).max() < 1e-9
+    assert every.rebuilds == 61 and 1 < skin.rebuilds < 61
+    with pytest.raises(InputError, match="skin"):
+        ModelBeads(trained_cu, atoms, 4, skin=-1.0)
+
+
 def test_killed_run_resumes_bit_for_bit(tmp_path):
     """A run stopped after its first checkpoint and called again ends exactly where an
     uninterrupted run ends (same samples, same final beads)."""

@@ -219,3 +219,23 @@ def test_bad_arguments_raise_input_error():
         dimer_scan(dimer, [0, 1, 2], [-1.0])
     with pytest.raises(InputError, match="pair"):
         dimer_scan(dimer, [0, 1, 2], [3.0], pair=(3, 0))
+
+
+def test_quantum_normal_mode_samples_have_the_zero_point_spread(xtb_water):
+    """quantum=True: the mass-weighted amplitude of mode k has variance (ħ/2ω_k)
+    coth(βħω_k/2) — at 100 K the zero-point value ħ/2ω_k, 10–30× the classical kT/ω_k²
+    for water's modes. 400 frames: the variance estimate's relative error is √(2/400) = 7%;
+    tolerance 25% (3.5σ)."""
+    from nnp_lab.data.samplers import normal_modes
+
+    h2o, lab = xtb_water
+    frames = normal_mode_samples(h2o, lab, 400, temperature_K=100.0, seed=4, quantum=True)
+    omega2, modes, _ = normal_modes(h2o, lab.as_calculator())
+    sq = np.sqrt(np.repeat(h2o.get_masses(), 3))
+    amp = np.array([modes.T @ (sq * (f.positions - h2o.positions).ravel()) for f in frames])
+    hbar = units._hbar * 1e10 / np.sqrt(units._e * units._amu)  # eV·Å·√amu/(eV/Å²amu)^½
+    w = np.sqrt(omega2)
+    x = hbar * w / (2 * units.kB * 100.0)
+    expected = hbar / (2 * w) / np.tanh(x)
+    np.testing.assert_allclose(amp.var(0), expected, rtol=0.25)
+    assert np.all(expected > 10 * units.kB * 100.0 / omega2)

@@ -171,3 +171,21 @@ def test_kie_explorer_follows_the_temperature_and_shows_both_rings(tmp_path):
     assert rg_d < 0.85 * rg_h  # free-particle limit: m^(-1/2) → 0.71
     with pytest.raises(InputError, match="bead positions"):
         KIEExplorer(RESOURCE, runs={"x": runs["H2O"].drop_vars("bead_positions")})
+
+
+def test_kie_explorer_shows_the_malonaldehyde_table():
+    """The molecular table: routes RPMD, centroid TST (umbrella PMF), mass TI, classical;
+    rates of H and D in 1/ps at the slider's temperature."""
+    import xarray as xr
+
+    from nnp_lab.apps.kie.malonaldehyde import KIE_TABLE
+    from nnp_lab.widgets import KIEExplorer
+
+    table = xr.load_dataset(KIE_TABLE, engine="h5netcdf")
+    ex = KIEExplorer(KIE_TABLE)
+    t = float(table["temperature"].min())
+    ex.slider.value = t
+    text = ex.text.value
+    assert "centroid TST (umbrella PMF)" in text and "quantum TST (mass TI)" in text
+    assert "k(H) RPMD" in text and "k(D) RPMD" in text and "1/ps" in text
+    assert f"{float(table['kie_rpmd'].sel(temperature=t)):.3g}" in text

@@ -20,12 +20,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from ase import Atoms, units
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from nnp_lab.dynamics.calculator import CommitteeCalculator
 from nnp_lab.errors import InputError
+
+
+class UmbrellaConfig(BaseModel):
+    """Umbrella windows for explorers: ½κ(ξ − c_k)² on the centroid's
+    ξ = d(donor–H) − d(acceptor–H); start structure k gets window centre c_k."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    triplet: tuple[int, int, int] = Field(description="donor, hydrogen, acceptor indices")
+    centers: list[float] = Field(min_length=1, description="Å, one per start structure")
+    kappa: float = Field(3.0, gt=0, description="eV/Å²")
 
 
 class ExploreConfig(BaseModel):
@@ -45,6 +57,17 @@ class ExploreConfig(BaseModel):
     hard_limit: float = Field(1.0, gt=0, description="eV/Å: above → stop and restart")
     max_restarts: int = Field(3, ge=0)
     min_distance: float = Field(0.6, gt=0, description="Å: closer atoms stop the trajectory")
+    beads: int = Field(
+        1,
+        ge=1,
+        description="ring-polymer beads: > 1 explores with PIMD (quantum nuclei, PILE-L); "
+        "every bead is judged and the most uncertain bead of a frame is the candidate",
+    )
+    umbrella: UmbrellaConfig | None = Field(
+        None,
+        description="bias along a proton-transfer coordinate: start k explores its window "
+        "(ring-polymer explorer, any beads); reaches barrier regions MD never visits",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -105,6 +128,11 @@ def run_trajectory(
     result: Exploration,
 ) -> None:
     """One Langevin trajectory (linear ramp through ``temperatures``) into ``result``."""
+    if config.beads > 1 or config.umbrella is not None:
+        run_ring_trajectory(
+            committee, start, temperatures, config, seed, trajectory, force_scale, result
+        )
+        return
     from ase.md.langevin import Langevin
 
     rng = np.random.default_rng(seed)
@@ -176,6 +204,88 @@ def run_trajectory(
     system.calc = None
 
 
+def run_ring_trajectory(
+    committee: Any,
+    start: Atoms,
+    temperatures: Sequence[float],
+    config: ExploreConfig,
+    seed: int,
+    trajectory: int,
+    force_scale: float,
+    result: Exploration,
+) -> None:
+    """One ring-polymer (PIMD) exploration at the mean of ``temperatures``: quantum
+    delocalisation reaches the geometries a PIMD run with the potential will visit, which
+    classical MD at the same temperature never does (zero-point motion). Same
+    stop-and-ask rule as :func:`run_trajectory`, applied to the worst bead."""
+    from nnp_lab.dynamics.pimd.coordinates import CentroidBias, ProtonTransfer
+    from nnp_lab.dynamics.pimd.rpmd import PIMDConfig, RingPolymer
+
+    if start.pbc.any():
+        raise InputError("ring-polymer exploration supports molecules (no periodic cell) only")
+    temperature = float(np.mean(temperatures))
+    bias = None
+    window = ""
+    if config.umbrella is not None:
+        centre = float(start.info["umbrella_center"])
+        coord = ProtonTransfer([config.umbrella.triplet])
+        coord.check(len(start))
+        bias = CentroidBias(coord, centre, config.umbrella.kappa)
+        window = f", window ξ={centre:+.2f} Å"
+
+    def ring(positions: Any, n_restart: int) -> RingPolymer:
+        cfg = PIMDConfig(
+            n_beads=config.beads,
+            temperature_K=temperature,
+            timestep_fs=config.timestep_fs,
+            tau_centroid_fs=20.0,
+            seed=int(np.random.default_rng([seed, n_restart]).integers(2**31)),
+        )
+        return RingPolymer(start, committee, cfg, positions=positions, bias=bias)
+
+    poly = ring(None, 0)
+    trusted = poly.q.clone()
+    restarts = 0
+    result.trajectories += 1
+    for step in range(1, config.steps + 1):
+        poly.step()
+        result.steps += 1
+        spread = force_scale * poly.results["force_spread"]  # (P, N)
+        u = float(spread.max())
+        bad = not (np.isfinite(u) and bool(torch.isfinite(poly.results["energy"]).all()))
+        bad = bad or u > config.hard_limit
+        worst = int(spread.max(1).values.argmax()) if not bad else 0
+        frame = Atoms(numbers=start.numbers, positions=poly.q[worst].numpy().copy())
+        if not bad and step % config.sample_every == 0:
+            bad = _min_distance(frame, config.min_distance) < config.min_distance
+        if bad:
+            restarts += 1
+            result.restarts += 1
+            if restarts > config.max_restarts:
+                result.stopped_trajectories += 1
+                break
+            poly = ring(trusted.numpy(), restarts)
+            continue
+        if step % config.sample_every:
+            continue
+        result.frames_judged += 1
+        result.uncertainties.append(u)
+        if u > config.threshold:
+            frame.info.update(
+                uncertainty=u,
+                energy_std=float(poly.results["energy_std"][worst]),
+                hot_atom=int(spread[worst].argmax()),
+                md_temperature_K=temperature,
+                md_step=step,
+                trajectory=trajectory,
+                source=f"explore(traj={trajectory}, PIMD P={config.beads}, "
+                f"T={temperature:.0f} K, step={step}, bead={worst}{window})",
+            )
+            result.candidates.append(frame)
+        else:
+            trusted = poly.q.clone()
+
+
 def explore(
     committee: Any,
     starts: Sequence[Atoms],
@@ -196,6 +306,15 @@ def explore(
     starts = list(starts)
     if not starts:
         raise InputError("explore needs at least one start structure")
+    if cfg.umbrella is not None:
+        if len(cfg.umbrella.centers) != len(starts):
+            raise InputError(
+                f"umbrella needs one window centre per start structure: "
+                f"{len(cfg.umbrella.centers)} centres, {len(starts)} starts"
+            )
+        starts = [s.copy() for s in starts]
+        for s, c in zip(starts, cfg.umbrella.centers):
+            s.info["umbrella_center"] = c
     base = cfg.seed if seed is None else int(seed)
     plans = (
         [(s, cfg.temperatures) for s in range(len(starts))]

@@ -113,6 +113,16 @@ class ActiveLearningConfig(_Strict):
         d["stop"] = None  # extending a finished run with more iterations is allowed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def core_fingerprint(self) -> str:
+        """Hash of what the finished iterations' data and models depend on. Steering —
+        ``explore``, ``select``, ``starts`` and ``stop`` — may change when a run is resumed:
+        later iterations explore differently, earlier ones stay as they were (every
+        iteration writes the exploration settings it used to ``explore_config.json``)."""
+        d = json.loads(self.model_dump_json())
+        for k in ("workdir", "oracle", "stop", "explore", "select", "starts"):
+            d.pop(k, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
 
 # ---------------------------------------------------------------------------- helpers
 def _save_nc(path: Path, data: xr.Dataset) -> None:
@@ -212,10 +222,13 @@ class ActiveLearner:
         if not self.state_path.exists():
             return {"iteration": 0, "stage": None}
         st = json.loads(self.state_path.read_text())
-        if st.get("config") != self.config.fingerprint():
+        same = st.get("config") == self.config.fingerprint()
+        steered = st.get("core") is not None and st["core"] == self.config.core_fingerprint()
+        if not (same or steered):
             raise ConfigError(
-                f"{self.workdir} holds a run made with a different config (only stop criteria, "
-                "workdir and oracle may change on resume); use a new workdir"
+                f"{self.workdir} holds a run made with a different config (only explore, "
+                "select, starts, stop criteria, workdir and oracle may change on resume); "
+                "use a new workdir"
             )
         return st
 
@@ -228,6 +241,7 @@ class ActiveLearner:
                     "iteration": iteration,
                     "stage": stage,
                     "config": self.config.fingerprint(),
+                    "core": self.config.core_fingerprint(),
                 }
             ),
         )
@@ -388,6 +402,10 @@ class ActiveLearner:
             "candidates": len(result.candidates),
         }
         atomic_write_text(d / "exploration.json", json.dumps(stats))
+        atomic_write_text(
+            d / "explore_config.json",
+            cfg.model_dump_json(include={"explore", "starts"}),
+        )
         if result.candidates:
             Dataset.from_atoms(result.candidates, validate=False).save(d / "candidates.nc")
         elif (d / "candidates.nc").exists():

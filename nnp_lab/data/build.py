@@ -177,6 +177,9 @@ class NormalModeSource(_Source):
     kind: Literal["normal_modes"]
     n: int = Field(10, ge=1)
     temperature: float = Field(300.0, gt=0)
+    quantum: bool = Field(
+        False, description="quantum (zero-point) spread of each mode instead of classical"
+    )
 
 
 class DimerScanSource(_Source):
@@ -231,7 +234,12 @@ def _sample(src: Any, atoms: Atoms, labeler: Any, seed: int) -> list[Atoms]:
         return out
     if src.kind == "normal_modes":
         return samplers.normal_mode_samples(
-            atoms, labeler.as_calculator(), src.n, temperature_K=src.temperature, seed=seed
+            atoms,
+            labeler.as_calculator(),
+            src.n,
+            temperature_K=src.temperature,
+            seed=seed,
+            quantum=src.quantum,
         )
     if src.kind == "dimer_scan":
         return samplers.dimer_scan(atoms, src.fragment, src.distances, pair=src.pair)

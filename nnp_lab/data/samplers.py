@@ -255,12 +255,16 @@ def normal_mode_samples(
     temperature_K: float = 300.0,
     seed: int = 0,
     delta: float = 0.01,
+    quantum: bool = False,
 ) -> list[Atoms]:
-    """``n`` classical Boltzmann samples of the harmonic normal modes of ``atoms``.
+    """``n`` Boltzmann samples of the harmonic normal modes of ``atoms`` (classical, or
+    with ``quantum`` the exact quantum position distribution of each mode).
 
     ``atoms`` should be at a minimum of ``calculator``'s energy. In mass-weighted
     coordinates each vibrational mode ``k`` gets an independent Gaussian amplitude of
-    variance ``kT/ω_k²``, so the mean harmonic energy is ``(n_modes/2) kT`` (equipartition).
+    variance ``kT/ω_k²``, so the mean harmonic energy is ``(n_modes/2) kT`` (equipartition);
+    with ``quantum`` the variance is ``(ħ/2ω_k) coth(βħω_k/2)`` (zero-point spread: the
+    geometries a path-integral bead visits; → ``kT/ω_k²`` when ħω ≪ kT).
     The 6 rigid-body modes (5 for linear molecules, 3 translations for periodic cells) are
     projected out; imaginary and near-zero (< 1 cm⁻¹) modes are skipped with a warning.
     Frames are unlabelled; frame ``k`` depends only on ``(seed, k)``.
@@ -298,6 +302,10 @@ def normal_mode_samples(
     vecs = modes[:, keep]
     kt = units.kB * float(temperature_K)
     sigma = np.sqrt(kt / w2)  # Å·sqrt(amu)
+    if quantum:  # (ħ/2ω) coth(βħω/2) = (ħω/2) coth(ħω/2kT) / ω²
+        hw = hbar_omega[keep]
+        x = hw / (2 * kt) if kt > 0 else np.full_like(hw, np.inf)
+        sigma = np.sqrt(0.5 * hw / np.tanh(x) / w2)
     inv_sq = 1.0 / np.sqrt(np.repeat(atoms.get_masses(), 3))
     frames = []
     for k in range(n):
@@ -306,7 +314,8 @@ def normal_mode_samples(
         frame = _clean_copy(atoms)
         frame.positions = atoms.positions + disp
         frame.info["source"] = (
-            f"normal_modes(T={temperature_K:g} K, modes={w2.size}, rigid={n_rigid}, "
+            f"normal_modes(T={temperature_K:g} K, {'quantum' if quantum else 'classical'}, "
+            f"modes={w2.size}, rigid={n_rigid}, "
             f"seed={seed}, frame={k})"
         )
         frames.append(frame)

@@ -1,7 +1,7 @@
 """``KIEExplorer``: kinetic isotope effects against temperature, with the ring polymers in 3D.
 
-A temperature slider moves along a KIE table (:func:`nnp_lab.apps.kie.eckart.eckart_kie`
-or any dataset with ``temperature`` and ``kie_*`` / ``k_*`` variables): the plot shows
+A temperature slider moves along a KIE table (:func:`nnp_lab.apps.kie.eckart.eckart_kie`,
+:func:`nnp_lab.apps.kie.malonaldehyde.malonaldehyde_kie` or any dataset with ``temperature`` and ``kie_*`` / ``k_*`` variables): the plot shows
 KIE(T) of every route present (exact, RPMD, quantum TST by mass integration, P = 1,
 classical) with the selected temperature marked, and the text lists both isotopes' rates.
 Given PIMD runs (:func:`nnp_lab.dynamics.pimd.run_pimd` results with bead positions), the
@@ -27,6 +27,7 @@ ROUTES = {
     "kie_exact": ("exact quantum", "k-"),
     "kie_rpmd": ("RPMD", "C0o-"),
     "kie_qtst_ti": ("quantum TST (mass TI)", "C2s--"),
+    "kie_tst": ("centroid TST (umbrella PMF)", "C3d--"),
     "kie_rpmd_p1": ("RPMD with P = 1", "C1^:"),
     "kie_classical": ("classical", "0.5"),
 }
@@ -143,7 +144,7 @@ class KIEExplorer(widgets.VBox):
                 lines.append(
                     f"k({iso}) RPMD {float(r['k_rpmd']):.3e}"
                     + (f", exact {float(r['k_exact']):.3e}" if "k_exact" in r else "")
-                    + " Å/fs"
+                    + f" {row['k_rpmd'].attrs.get('units', 'Å/fs')}"
                 )
         self.text.value = "<br>".join(lines)
         self.plot.value = kie_png(self.table, t)

@@ -1,7 +1,7 @@
 """Energies and forces of all P beads at once.
 
 A bead evaluator maps bead positions (P, N, 3) [Å, float64] to a dict with ``energy``
-(P,) [eV] and ``forces`` (P, N, 3) [eV/Å] (and, for a committee, ``force_spread`` (P, N)).
+(P,) [eV] and ``forces`` (P, N, 3) [eV/Å] (and, for a committee, ``force_spread`` (P, N) and ``energy_std`` (P,)).
 nnp-lab potentials and committees get the P replicas as ONE flat batch — one network pass
 per step whatever P is; an ASE calculator is the slower fallback (one call per bead); a
 torch function of the positions gets its forces by autograd.
@@ -28,21 +28,44 @@ class BeadEvaluator(Protocol):
 
 
 class ModelBeads:
-    """An nnp-lab ``Potential`` or ``Committee`` evaluated on all beads as one batch."""
+    """An nnp-lab ``Potential`` or ``Committee`` evaluated on all beads as one batch.
 
-    def __init__(self, model: Any, atoms: Atoms, n_beads: int):
+    The neighbor list is a Verlet list: built with the model's cutoff plus ``skin`` and
+    reused until some atom of some bead has moved more than ``skin``/2 since the build
+    (pairs beyond the cutoff contribute exactly zero; positions are never wrapped, so the
+    periodic shifts stay valid). ``skin = 0`` rebuilds every call.
+    """
+
+    def __init__(self, model: Any, atoms: Atoms, n_beads: int, skin: float = 0.5):
         from nnp_lab.models.committee import Committee
 
+        if skin < 0:
+            raise InputError(f"skin must be ≥ 0 Å, got {skin}")
         self.model = model
         self.committee = isinstance(model, Committee)
         self.n_beads = n_beads
         self.n_atoms = len(atoms)
+        self.skin = float(skin)
         self.template = Batch.from_atoms([atoms] * n_beads, dtype=model.dtype, device=model.device)
+        self._built_at: torch.Tensor | None = None
+        self.rebuilds = 0
+
+    def _neighbors(self, q: torch.Tensor) -> None:
+        b = self.template
+        ref = self._built_at
+        if ref is not None and self.skin > 0:
+            moved = float((q - ref).norm(dim=-1).max())
+            if moved <= 0.5 * self.skin:
+                return
+        b.pairs = None
+        b.neighbors(float(self.model.cutoff) + self.skin)
+        self._built_at = q.detach().clone()
+        self.rebuilds += 1
 
     def __call__(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
         b = self.template
         b.positions = q.reshape(-1, 3).to(device=b.device, dtype=b.dtype)
-        b.pairs = None  # atoms move: a fresh neighbor list each step
+        self._neighbors(q.reshape(-1, 3).detach().to(torch.float64))
         out = self.model(b, forces=True)
         shape = (self.n_beads, self.n_atoms, 3)
         if self.committee:
@@ -50,6 +73,7 @@ class ModelBeads:
                 "energy": out["energy_mean"].to(torch.float64).cpu(),
                 "forces": out["forces_mean"].to(torch.float64).cpu().reshape(shape),
                 "force_spread": out["force_spread"].to(torch.float64).cpu().view(shape[:2]),
+                "energy_std": out["energy_std"].to(torch.float64).cpu(),
             }
         return {
             "energy": out["energy"].to(torch.float64).cpu(),

@@ -89,6 +89,10 @@ class RingPolymer:
         fixed_centroid: optional bool mask (N, 3): those centroid coordinates stay where
             they start (constrained-centroid sampling: the mean force on them,
             :meth:`centroid_force`, is minus the gradient of the centroid free energy).
+        bias: optional centroid bias, centroid (N, 3) → (energy eV, force (N, 3)), e.g. a
+            :class:`~nnp_lab.dynamics.pimd.coordinates.CentroidBias` umbrella: it enters
+            the Hamiltonian as P·U(q̄), so every bead feels the full force and centroids
+            are weighted by e^{−βU}. ``results["forces"]`` stay the potential's alone.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class RingPolymer:
         positions: np.ndarray | torch.Tensor | None = None,
         momenta: str | np.ndarray | torch.Tensor = "thermal",
         fixed_centroid: np.ndarray | None = None,
+        bias: Callable[[torch.Tensor], tuple[float, torch.Tensor]] | None = None,
     ):
         self.config = config if isinstance(config, PIMDConfig) else PIMDConfig(**config)
         cfg = self.config
@@ -159,13 +164,24 @@ class RingPolymer:
         self._project()
         self.step_count = 0
         self.heat = 0.0  # kinetic energy removed by the thermostat (eV)
+        self.bias = bias
         self.results = self.evaluate(self.q)
+        self._apply_bias()
 
     # ---------------------------------------------------------------- propagation
     def _project(self) -> None:
         """Remove the centroid momentum of the fixed centroid coordinates."""
         if self.fixed is not None:
             self.p = self.p - self.p.mean(0, keepdim=True) * self.fixed
+
+    def _apply_bias(self) -> None:
+        """Total bead forces: the potential's plus the centroid bias force on every bead."""
+        if self.bias is None:
+            self.bias_energy = 0.0
+            self.total_forces = self.results["forces"]
+            return
+        self.bias_energy, force = self.bias(self.centroid)
+        self.total_forces = self.results["forces"] + force.to(torch.float64).unsqueeze(0)
 
     def _thermostat(self) -> None:
         if self.thermostat.kind == "none":
@@ -181,7 +197,7 @@ class RingPolymer:
         half = 0.5 * self.dt
         for _ in range(n):
             self._thermostat()
-            self.p = self.p + half * self.results["forces"]
+            self.p = self.p + half * self.total_forces
             self._project()
             pm, qm = to_modes(self.p, self.c), to_modes(self.q, self.c)
             pm, qm = a * pm + b * qm, c * pm + d * qm
@@ -192,10 +208,24 @@ class RingPolymer:
                     f"non-finite forces at step {self.step_count + 1}: the potential left its "
                     "domain (smaller timestep, or a potential trained on these geometries)"
                 )
-            self.p = self.p + half * self.results["forces"]
+            self._apply_bias()
+            self.p = self.p + half * self.total_forces
             self._project()
             self._thermostat()
             self.step_count += 1
+
+    def reset_atoms(self, atoms: torch.Tensor | np.ndarray, positions: torch.Tensor) -> None:
+        """Put the beads of ``atoms`` back at ``positions`` (P, N, 3 — only those atoms'
+        rows are used) with fresh thermal momenta, and re-evaluate the forces: a copy of a
+        molecule that left the potential's domain restarts from a good configuration."""
+        idx = torch.as_tensor(np.asarray(atoms), dtype=torch.long)
+        self.q[:, idx] = positions[:, idx].to(torch.float64)
+        sigma = torch.sqrt(self.masses[idx] * self.n_beads / self.beta).view(1, -1, 1)
+        shape = (self.n_beads, len(idx), 3)
+        self.p[:, idx] = sigma * torch.randn(shape, generator=self.generator, dtype=torch.float64)
+        self._project()
+        self.results = self.evaluate(self.q)
+        self._apply_bias()
 
     # ---------------------------------------------------------------- estimators
     @property
@@ -239,7 +269,7 @@ class RingPolymer:
         k_cv = 3 * n / (2 * self.beta) - float((dev * self.results["forces"]).sum()) / (2 * p_)
         m = self.masses.view(1, -1, 1)
         kinetic_beads = float((self.p**2 / (2 * m)).sum())
-        hamiltonian = kinetic_beads + spring + float(v_beads.sum())
+        hamiltonian = kinetic_beads + spring + float(v_beads.sum()) + p_ * self.bias_energy
         out = {
             "potential": potential,
             "kinetic_primitive": k_prim,
@@ -275,6 +305,7 @@ class RingPolymer:
         self.heat = float(state["heat"])
         self.generator.set_state(torch.as_tensor(np.asarray(state["rng"], dtype=np.uint8)))
         self.results = self.evaluate(self.q)
+        self._apply_bias()
 
 
 def settings_of(ring: RingPolymer) -> dict[str, Any]:
