@@ -32,6 +32,7 @@ import xarray as xr
 from ase import Atoms, units
 
 from nnp_lab.dynamics.pimd.coordinates import CentroidBias, ProtonTransfer, flux_factor
+from nnp_lab.dynamics.pimd.rates import gauss_grid
 from nnp_lab.dynamics.pimd.rpmd import PIMDConfig, RingPolymer
 from nnp_lab.errors import InputError
 
@@ -128,7 +129,6 @@ def sample_centroids(
     ring = RingPolymer(system, potential, config, bias=bias)
     xi, flux, kin = [], [], []
     coord = bias.coordinate
-    d, h, a = coord.triplets.T
     n_copy, per = len(coord), len(system) // len(coord)
     good = ring.q.clone()  # the start: a copy that leaves the domain begins again there
     restarts = 0
@@ -143,8 +143,7 @@ def sample_centroids(
         ring.step(sample_every)
         c = ring.centroid
         if escape is not None:
-            near = torch.minimum((c[h] - c[d]).norm(dim=-1), (c[h] - c[a]).norm(dim=-1))
-            lost = (near > escape) | (radius(c) > max_radius)
+            lost = (_partner_distance(coord, c) > escape) | (radius(c) > max_radius)
             if spread_limit is not None and "force_spread" in ring.results:
                 spread = ring.results["force_spread"].view(ring.n_beads, n_copy, per)
                 lost |= spread.amax((0, 2)) > spread_limit
@@ -339,13 +338,17 @@ def transmission(
     )
 
 
-def _bound(coord: ProtonTransfer, centroid: torch.Tensor) -> np.ndarray:
-    """Per coordinate: is the centroid proton within :data:`ESCAPE` of a partner?"""
+def _partner_distance(coord: ProtonTransfer, centroid: torch.Tensor) -> torch.Tensor:
+    """Per coordinate: distance of the centroid proton from the nearer of its partners."""
     d, h, a = coord.triplets.T
-    near = torch.minimum(
+    return torch.minimum(
         (centroid[h] - centroid[d]).norm(dim=-1), (centroid[h] - centroid[a]).norm(dim=-1)
     )
-    return (near <= ESCAPE).numpy()
+
+
+def _bound(coord: ProtonTransfer, centroid: torch.Tensor) -> np.ndarray:
+    """Per coordinate: is the centroid proton within :data:`ESCAPE` of a partner?"""
+    return (_partner_distance(coord, centroid) <= ESCAPE).numpy()
 
 
 def plateau(kappa_t: xr.Dataset) -> float:
@@ -442,10 +445,7 @@ def isotope_ti(
     m_light = float(molecule.get_masses()[h])
     if mass_heavy <= m_light:
         raise InputError("mass_heavy must exceed the hydrogen's mass")
-    t, wts = np.polynomial.legendre.leggauss(n_mass)
-    half = 0.5 * math.log(mass_heavy / m_light)
-    ln_m = math.log(m_light) + half * (t + 1)
-    wts = half * wts
+    ln_m, wts = gauss_grid(math.log(m_light), math.log(mass_heavy), n_mass)
     base = molecule.get_masses()
     rows = []
     for _ensemble in range(2):
@@ -491,14 +491,17 @@ def isotope_ti(
     dF = -(wts * excess).sum()  # F‡(m_heavy) − F‡(m_light)
     dF_err = math.sqrt(((wts * excess_err) ** 2).sum())
     q_ts = s["q"].mean(0)[: half_copies * n].reshape(half_copies, n, 3)
-    ratio = []
-    for c in q_ts:
-        xc = torch.as_tensor(c)
-        m_l = torch.as_tensor(base.copy())
-        m_h = m_l.clone()
-        m_h[h] = mass_heavy
-        one = ProtonTransfer([triplet])
-        ratio.append(float(flux_factor(one, xc, m_l)[0] / flux_factor(one, xc, m_h)[0]))
+    one = ProtonTransfer([triplet])
+    m_l = torch.as_tensor(base.copy())
+    m_h = m_l.clone()
+    m_h[h] = mass_heavy
+    ratio = [
+        float(
+            flux_factor(one, torch.as_tensor(c), m_l)[0]
+            / flux_factor(one, torch.as_tensor(c), m_h)[0]
+        )
+        for c in q_ts
+    ]
     flux_ratio = float(np.mean(ratio))
     kie = flux_ratio * math.exp(beta * dF)
     xi_ts = s["xi"][:, :half_copies]
