@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=400)
     ap.add_argument("--pretrain", type=int, default=1500, help="xTB random points per dimer")
     ap.add_argument("--batch-points", type=int, default=None, help="dimers per step")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None, help="layer widths")
     args = ap.parse_args(argv)
     report = train(
         scan_paths(args.scans),
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "members": args.members,
             "epochs": args.epochs,
             **({"batch_points": args.batch_points} if args.batch_points else {}),
+            **({"hidden": args.hidden} if args.hidden else {}),
         },
         n_pretrain=args.pretrain,
     )
