@@ -142,7 +142,8 @@ def test_shipped_scans_record_their_level_and_reproduce_a_point():
 def test_generate_labels_on_dask_writes_netcdf_and_resumes_from_the_cache(tmp_path):
     """The scan generator end to end with a cheap reference (HF/STO-3G, CP) on a Dask
     LocalCluster: one netCDF with the level recorded; a second run (as after a kill)
-    computes nothing and writes the same energies."""
+    computes nothing and writes the same energies; extending the scan appends random
+    points labelled at the recorded level and refuses a seed already used."""
     from nnp_lab.apps.hbond.dimer_data import generate
 
     ref = {"method": "hf", "basis": "sto-3g", "density_fit": False}
@@ -159,6 +160,20 @@ def test_generate_labels_on_dask_writes_netcdf_and_resumes_from_the_cache(tmp_pa
     again = generate(["water_ammonia"], tmp_path, n_random=0, reference=ref, show_progress=False)
     assert again["water_ammonia"]["computed"] == 0
     np.testing.assert_array_equal(load_scan(r["path"])["e_int"].values, ds["e_int"].values)
+
+    # --extend: more random points at the file's own level, old points untouched
+    from nnp_lab.apps.hbond.dimer_data import extend_scan
+
+    ext = extend_scan(r["path"], n_random=3, seed=7, show_progress=False)
+    assert ext["computed"] == ext["added"] == 3 and ext["points"] == r["points"] + 3
+    big = load_scan(r["path"])
+    assert list(big["family"].values[-3:]) == ["random"] * 3
+    assert (big["status"].values == "ok").all()
+    assert big.attrs["reference_settings"] == ds.attrs["reference_settings"]
+    np.testing.assert_array_equal(big["e_int"].values[: r["points"]], ds["e_int"].values)
+    np.testing.assert_array_equal(big["point"].values, np.arange(ext["points"]))
+    with pytest.raises(InputError, match="seed 7 was already used"):
+        extend_scan(r["path"], n_random=3, seed=7, show_progress=False)
 
 
 def test_ccsd_t_calibration_of_the_mp2_reference():

@@ -20,6 +20,8 @@ Energies are stored in kcal/mol (the unit of the H-bond literature; ``units`` at
 Command line::
 
     python -m nnp_lab.apps.hbond.dimer_data --out data/hbond --dimers water_dimer water_ammonia
+
+More random points are appended to existing scans with ``--extend SEED --random N``.
 """
 
 from __future__ import annotations
@@ -315,6 +317,82 @@ def generate(
     return paths
 
 
+def extend_scan(
+    path: str | os.PathLike,
+    n_random: int,
+    seed: int,
+    cache: str | os.PathLike | None = None,
+    n_workers: int = 1,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Append ``n_random`` more random rigid-body points to the scan at ``path`` (in place).
+
+    The points are drawn as the ``random`` family of :func:`scan_points` around the scan's
+    stored equilibrium with a new ``seed`` (the original draw used seed 0; a seed already
+    used is refused, as it would repeat points), labelled at the scan's own reference level
+    (its recorded settings are rebuilt and compared) and with GFN2-xTB, and the extended
+    dataset replaces the file atomically. Resumable through the SQLite ``cache`` (default:
+    ``labels.sqlite`` beside the scan). Returns the ``path``, the ``added`` and total
+    ``points`` and how many reference calculations were ``computed``.
+    """
+    from nnp_lab.active.oracle import DaskOracle
+
+    path = Path(path)
+    old = load_scan(path)
+    used = [0] + [int(e["seed"]) for e in json.loads(old.attrs.get("extensions", "[]"))]
+    if seed in used:
+        raise InputError(f"seed {seed} was already used for {path} (used: {used}); pick another")
+    if n_random < 1:
+        raise InputError(f"n_random must be at least 1, got {n_random}")
+    spec = get_dimer(str(old.attrs["dimer"]))
+    eq = HBondCoords(**json.loads(old.attrs["equilibrium"]))
+    settings = json.loads(old.attrs["reference_settings"])
+    labeler = reference_labeler(
+        spec,
+        method=settings["method"],
+        basis=settings["basis"],
+        density_fit=bool(settings.get("density_fit", False)),
+    )
+    if json.dumps(labeler.settings(), sort_keys=True) != old.attrs["reference_settings"]:
+        raise InputError(
+            f"{path} was labelled with {old.attrs['reference_settings']}, which this version "
+            f"rebuilds as {json.dumps(labeler.settings(), sort_keys=True)}; regenerate the scan"
+        )
+    structures = []
+    for p in scan_points(eq, n_random=n_random, seed=seed):
+        if p.family != "random":
+            continue
+        d = build_dimer(spec, p.coords)
+        if not is_clash(d):
+            d.info["family"] = p.family
+            structures.append(d)
+    cache_path = Path(cache) if cache is not None else path.parent / "labels.sqlite"
+    oracle = DaskOracle(labeler, cache=cache_path, config={"n_workers": n_workers})
+    with oracle:
+        results = oracle.label(structures, show_progress=show_progress)
+    xtb = xtb_interaction(structures)
+    e_eq = float(old.attrs["equilibrium_e_int_xtb"])
+    new = scan_dataset(spec, structures, results, xtb, labeler, eq, e_eq)
+    new = new.assign_coords(point=np.arange(len(structures)) + old.sizes["point"])
+    parts = [old, new.drop_vars("numbers")]
+    for k in ("family", "status", "error"):  # fixed-width strings: widen before joining
+        width = max(int(p[k].dtype.itemsize // 4) for p in parts)
+        parts = [p.assign({k: p[k].astype(f"<U{max(width, 1)}")}) for p in parts]
+    ds = xr.concat(parts, dim="point", data_vars="all")
+    ds.attrs = dict(old.attrs)
+    ext = json.loads(old.attrs.get("extensions", "[]"))
+    ext.append({"seed": seed, "n_random": n_random, "added": len(structures)})
+    ds.attrs["extensions"] = json.dumps(ext)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
+    return {
+        "path": path,
+        "added": len(structures),
+        "points": ds.sizes["point"],
+        "computed": oracle.computed,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from nnp_lab.apps.hbond.dimers import DIMERS
 
@@ -325,7 +403,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--random", type=int, default=40, help="random rigid-body samples per dimer")
     ap.add_argument("--workers", type=int, default=1, help="Dask worker processes")
     ap.add_argument("--basis", default=REFERENCE["basis"])
+    ap.add_argument(
+        "--extend",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="append --random more random points drawn with SEED to the existing "
+        "OUT/<dimer>.nc files instead of generating them",
+    )
     args = ap.parse_args(argv)
+    if args.extend is not None:
+        for name in args.dimers:
+            r = extend_scan(
+                Path(args.out) / f"{name}.nc",
+                args.random,
+                args.extend,
+                cache=args.cache,
+                n_workers=args.workers,
+            )
+            print(
+                f"{name}: {r['added']} points added ({r['computed']} computed), "
+                f"{r['points']} in all → {r['path']}"
+            )
+        return
     paths = generate(
         args.dimers,
         args.out,
