@@ -339,7 +339,8 @@ def extend_scan(
 
     path = Path(path)
     old = load_scan(path)
-    used = [0] + [int(e["seed"]) for e in json.loads(old.attrs.get("extensions", "[]"))]
+    ext = json.loads(old.attrs.get("extensions", "[]"))
+    used = [0] + [int(e["seed"]) for e in ext]
     if seed in used:
         raise InputError(f"seed {seed} was already used for {path} (used: {used}); pick another")
     if n_random < 1:
@@ -358,14 +359,11 @@ def extend_scan(
             f"{path} was labelled with {old.attrs['reference_settings']}, which this version "
             f"rebuilds as {json.dumps(labeler.settings(), sort_keys=True)}; regenerate the scan"
         )
-    structures = []
-    for p in scan_points(eq, n_random=n_random, seed=seed):
-        if p.family != "random":
-            continue
-        d = build_dimer(spec, p.coords)
-        if not is_clash(d):
-            d.info["family"] = p.family
-            structures.append(d)
+    structures = [
+        d
+        for d in dimer_structures(spec, eq, n_random=n_random, seed=seed)
+        if d.info["family"] == "random"
+    ]
     cache_path = Path(cache) if cache is not None else path.parent / "labels.sqlite"
     oracle = DaskOracle(labeler, cache=cache_path, config={"n_workers": n_workers})
     with oracle:
@@ -380,7 +378,6 @@ def extend_scan(
         parts = [p.assign({k: p[k].astype(f"<U{max(width, 1)}")}) for p in parts]
     ds = xr.concat(parts, dim="point", data_vars="all")
     ds.attrs = dict(old.attrs)
-    ext = json.loads(old.attrs.get("extensions", "[]"))
     ext.append({"seed": seed, "n_random": n_random, "added": len(structures)})
     ds.attrs["extensions"] = json.dumps(ext)
     with atomic_path(path) as tmp:
