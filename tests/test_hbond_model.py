@@ -144,10 +144,13 @@ def test_energy_map_shows_the_directional_hbond(model):
     assert three.e_nnp.dims == ("r_da", "theta", "phi")
 
 
-def test_training_fits_and_generalises_on_a_small_run():
+@pytest.mark.parametrize("residual", [None, [8, 4]])
+def test_training_fits_and_generalises_on_a_small_run(residual):
     """A 2-member committee trained in seconds (xTB pretraining on 300 points, then the
-    water-dimer reference) beats the untrained spread by far and gives every member its
-    report; the split is per dimer and reproducible."""
+    water-dimer reference, either fine-tuning the pretrained network or fitting a frozen
+    network's residual with a small correction network summed into it) beats the
+    untrained spread by far and gives every member its report; the split is per dimer
+    and reproducible."""
     scan = load_scan(RESOURCES / "water_dimer.nc")
     dimers, e, names = training_points([scan])
     split = held_out_split(names)
@@ -159,10 +162,29 @@ def test_training_fits_and_generalises_on_a_small_run():
         dimers,
         e,
         split,
-        {"members": 2, "pretrain_epochs": 15, "epochs": 60, "patience": 30},
+        {
+            "members": 2,
+            "pretrain_epochs": 15,
+            "epochs": 60,
+            "patience": 30,
+            "residual_hidden": residual,
+        },
         pretrain=pre,
     )
+    widths = [64, 32] if residual is None else [64 + 8, 32 + 4]
+    assert all(m.config.hidden == widths for m in com.members)
     assert len(rep["members"]) == 2 and all("pretrain_epochs" in m for m in rep["members"])
     pred = interaction_energies(com, dimers)["mean"]
     test = split == "test"
     assert np.mean(np.abs(pred[test] - e[test])) < 0.3 * np.mean(np.abs(e[test] - e.mean()))
+
+
+def test_residual_network_must_match_the_depth():
+    """The correction network is summed layer by layer into the pretrained one."""
+    from pydantic import ValidationError
+
+    from nnp_lab.apps.hbond.model import InteractionTrainConfig
+
+    with pytest.raises(ValidationError, match="as many layers"):
+        InteractionTrainConfig(hidden=[64, 32], residual_hidden=[8])
+    assert InteractionTrainConfig(residual_hidden=[16, 8]).residual_hidden == [16, 8]

@@ -218,3 +218,32 @@ def test_not_a_model_file(tmp_path):
     bad.write_text("hello")
     with pytest.raises(CheckpointError, match="not a readable nnp-lab model file"):
         nnp_lab.load(bad)
+
+
+def test_summed_potential_is_exactly_the_sum(organic, tmp_path):
+    """``summed_potential(a, b)`` (block-diagonal wider MLPs) gives E_a + E_b and F_a + F_b
+    to float64 round-off (1e-10 eV: the sum is an identity, not a fit), survives
+    save/load, and refuses networks of different depth."""
+    from nnp_lab.errors import InputError
+    from nnp_lab.models.combine import summed_potential
+
+    torch.manual_seed(3)
+    other = Potential(config=organic.config.model_copy(update={"hidden": [8, 4]})).double()
+    other.feature_mean.copy_(organic.feature_mean)
+    other.feature_std.copy_(organic.feature_std)
+    other.energy_scale.fill_(0.05)
+    other.self_energies.fill_(0.25)
+    both = summed_potential(organic, other)
+    assert both.config.hidden == [40, 20]
+    atoms = [molecule("CH3CH2OH"), molecule("CH3CONH2")]
+    atoms[0].rattle(0.05, seed=1)
+    batch = Batch.from_atoms(atoms, dtype=torch.float64)
+    ra, rb, rs = (p(batch, forces=True) for p in (organic, other, both))
+    assert torch.allclose(rs["energy"], ra["energy"] + rb["energy"], rtol=0, atol=1e-10)
+    assert torch.allclose(rs["forces"], ra["forces"] + rb["forces"], rtol=0, atol=1e-10)
+    both.save(str(tmp_path / "sum.pt"))
+    again = nnp_lab.load(str(tmp_path / "sum.pt")).double()
+    assert torch.allclose(again(batch)["energy"], rs["energy"], rtol=0, atol=1e-10)
+    shallow = Potential(config=organic.config.model_copy(update={"hidden": [8]})).double()
+    with pytest.raises(InputError, match="depth"):
+        summed_potential(organic, shallow)

@@ -32,13 +32,14 @@ import numpy as np
 import torch
 import xarray as xr
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nnp_lab._atomic import atomic_write_text
 from nnp_lab.apps.hbond.dimer_data import KCAL, scan_structures
 from nnp_lab.apps.hbond.dimers import monomer_key, monomers_of
 from nnp_lab.data.batch import Batch
 from nnp_lab.errors import InputError
+from nnp_lab.models.combine import summed_potential
 from nnp_lab.models.committee import Committee
 from nnp_lab.models.descriptor import DescriptorConfig, linear_shifts
 from nnp_lab.models.potential import ModelConfig, Potential
@@ -79,6 +80,15 @@ class InteractionTrainConfig(BaseModel):
         "less; held-out MAE 0.23 → 0.21 kcal/mol on water–ammonia)",
     )
     weight_decay: float = Field(1e-4, ge=0)
+    residual_hidden: list[int] | None = Field(
+        None,
+        description="with pretraining: freeze the xTB-pretrained network and fit a separate "
+        "correction network of these widths (same depth) to reference − pretrained; the two "
+        "are summed into one Potential. None: fine-tune the pretrained network itself",
+    )
+    residual_weight_decay: float = Field(
+        1e-3, ge=0, description="AdamW weight decay of the correction network"
+    )
     patience: int = Field(80, ge=1, description="epochs without validation gain before stop")
     repulsive_scale: float = Field(
         10.0, gt=0, description="kcal/mol: points above 0 weigh 1 / (1 + (E / scale)²)"
@@ -89,6 +99,15 @@ class InteractionTrainConfig(BaseModel):
         "validation score is the mean of the per-dimer MAEs (the issue bounds each dimer)",
     )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _residual_depth(self) -> InteractionTrainConfig:
+        if self.residual_hidden is not None and len(self.residual_hidden) != len(self.hidden):
+            raise ValueError(
+                f"residual_hidden {self.residual_hidden} must have as many layers as "
+                f"hidden {self.hidden} (the two networks are summed layer by layer)"
+            )
+        return self
 
 
 @dataclass
@@ -301,6 +320,53 @@ def _fit(
     return hist
 
 
+def _fit_residual(
+    base: Potential,
+    model_cfg: ModelConfig,
+    feats: _Features,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    cfg: InteractionTrainConfig,
+    rng: np.random.Generator,
+    member: int,
+    show_progress: bool,
+    val_groups: np.ndarray | None,
+) -> tuple[Potential, list[float]]:
+    """Freeze ``base`` and fit a correction network to ``target`` − base; return their
+    exact sum as one Potential and the validation history.
+
+    The frozen base keeps the 6D shape it learned from thousands of xTB points wherever
+    the few reference points say nothing; the small, weight-decayed correction learns the
+    smoother reference − xTB difference.
+    """
+    with torch.no_grad():
+        resid = target - _interaction(base, feats)
+    corr = Potential(config=model_cfg.model_copy(update={"hidden": cfg.residual_hidden}))
+    corr = corr.to(torch.float32)
+    corr.feature_mean.copy_(base.feature_mean)
+    corr.feature_std.copy_(base.feature_std)
+    corr.energy_scale.fill_(max(float(resid[train].std()) / 4.0, 1e-4))
+    corr.prepared.fill_(True)
+    h = _fit(
+        corr,
+        feats,
+        resid,
+        weight,
+        train,
+        val,
+        cfg.model_copy(update={"weight_decay": cfg.residual_weight_decay}),
+        cfg.epochs,
+        rng,
+        f"member {member} correction",
+        show_progress,
+        val_groups,
+        cfg.learning_rate,
+    )
+    return summed_potential(base, corr), h
+
+
 def train_interaction_committee(
     dimers: Sequence[Atoms],
     e_int: np.ndarray,
@@ -318,6 +384,8 @@ def train_interaction_committee(
     ``pretrain = (dimers, e_int)`` at a cheap level (GFN2-xTB) are fitted first (90/10
     split for early stopping): thousands of cheap points teach the shape of the 6D surface,
     the reference points then correct the level — the model itself stays a pure NNP.
+    With ``residual_hidden`` the pretrained network is frozen and a separate correction
+    network learns reference − pretrained (see :func:`_fit_residual`).
     """
     cfg = (
         config
@@ -399,21 +467,26 @@ def train_interaction_committee(
         w = weight.clone()
         if cfg.members > 1:  # Bayesian bootstrap: Dirichlet weights on the training points
             w[tr] = w[tr] * torch.as_tensor(rng.dirichlet(np.ones(len(tr))) * len(tr))
-        h = _fit(
-            pot,
-            feats,
-            target,
-            w,
-            tr,
-            va,
-            cfg,
-            cfg.epochs,
-            rng,
-            f"member {k}",
-            show_progress,
-            val_groups,
-            cfg.finetune_learning_rate if pre is not None else cfg.learning_rate,
-        )
+        if pre is not None and cfg.residual_hidden:
+            pot, h = _fit_residual(
+                pot, model_cfg, feats, target, w, tr, va, cfg, rng, k, show_progress, val_groups
+            )
+        else:
+            h = _fit(
+                pot,
+                feats,
+                target,
+                w,
+                tr,
+                va,
+                cfg,
+                cfg.epochs,
+                rng,
+                f"member {k}",
+                show_progress,
+                val_groups,
+                cfg.finetune_learning_rate if pre is not None else cfg.learning_rate,
+            )
         entry.update(epochs=len(h), best_val_mae=min(h))
         pot.metadata = {"trained_on": "dimer interaction energies", "member": k}
         members.append(pot)

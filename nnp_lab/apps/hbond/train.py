@@ -114,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--pretrain", type=int, default=1500, help="xTB random points per dimer")
     ap.add_argument("--batch-points", type=int, default=None, help="dimers per step")
     ap.add_argument("--hidden", type=int, nargs="+", default=None, help="layer widths")
+    ap.add_argument(
+        "--residual",
+        type=int,
+        nargs="+",
+        default=None,
+        help="widths of a correction network fitted to reference − frozen xTB-pretrained "
+        "network (default: fine-tune the pretrained network)",
+    )
     args = ap.parse_args(argv)
     report = train(
         scan_paths(args.scans),
@@ -123,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "epochs": args.epochs,
             **({"batch_points": args.batch_points} if args.batch_points else {}),
             **({"hidden": args.hidden} if args.hidden else {}),
+            **({"residual_hidden": args.residual} if args.residual else {}),
         },
         n_pretrain=args.pretrain,
     )
