@@ -21,6 +21,7 @@ from nnp_lab.apps.hbond.model import (
     training_points,
 )
 from nnp_lab.apps.hbond.train import RESOURCES, scan_paths
+from nnp_lab.errors import InputError
 from nnp_lab.models.committee import Committee
 
 MODEL = RESOURCES / "hbond_committee.pt"
@@ -180,7 +181,8 @@ def test_training_fits_and_generalises_on_a_small_run(residual):
 
 
 def test_residual_network_must_match_the_depth():
-    """The correction network is summed layer by layer into the pretrained one."""
+    """The correction network is summed layer by layer into the pretrained one, so the
+    depth must match and pretraining must be given."""
     from pydantic import ValidationError
 
     from nnp_lab.apps.hbond.model import InteractionTrainConfig
@@ -188,3 +190,9 @@ def test_residual_network_must_match_the_depth():
     with pytest.raises(ValidationError, match="as many layers"):
         InteractionTrainConfig(hidden=[64, 32], residual_hidden=[8])
     assert InteractionTrainConfig(residual_hidden=[16, 8]).residual_hidden == [16, 8]
+    # ... and needs the pretrained network it corrects
+    dimers, e, names = training_points([load_scan(RESOURCES / "water_dimer.nc")])
+    with pytest.raises(InputError, match="pretrain"):
+        train_interaction_committee(
+            dimers, e, held_out_split(names), {"residual_hidden": [8, 4]}, pretrain=None
+        )

@@ -53,19 +53,13 @@ def summed_potential(a: Potential, b: Potential) -> Potential:
         la = [m for m in net_a if isinstance(m, torch.nn.Linear)]
         lb = [m for m in net_b if isinstance(m, torch.nn.Linear)]
         for k, (lo, x, y) in enumerate(zip(linears, la, lb)):
-            lo.weight.zero_()
-            ya, xa = x.weight.shape
             if k == len(linears) - 1:  # output: join the rows, rescale b to a's energy scale
-                lo.weight[:, :xa] = x.weight
-                lo.weight[:, xa:] = y.weight * ratio
+                lo.weight.copy_(torch.cat([x.weight, y.weight * ratio], dim=1))
                 lo.bias.copy_(x.bias + y.bias * ratio)
-            elif k == 0:  # input: both read the same descriptor
-                lo.weight[:ya] = x.weight
-                lo.weight[ya:] = y.weight
-                lo.bias.copy_(torch.cat([x.bias, y.bias]))
-            else:
-                lo.weight[:ya, :xa] = x.weight
-                lo.weight[ya:, xa:] = y.weight
-                lo.bias.copy_(torch.cat([x.bias, y.bias]))
+                continue
+            # input layer: both read the same descriptor; hidden layers: block-diagonal
+            w = torch.cat([x.weight, y.weight]) if k == 0 else torch.block_diag(x.weight, y.weight)
+            lo.weight.copy_(w)
+            lo.bias.copy_(torch.cat([x.bias, y.bias]))
     out.metadata = {**a.metadata, "summed_from": [a.config.hidden, b.config.hidden]}
     return out

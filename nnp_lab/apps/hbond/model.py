@@ -320,51 +320,16 @@ def _fit(
     return hist
 
 
-def _fit_residual(
-    base: Potential,
-    model_cfg: ModelConfig,
-    feats: _Features,
-    target: torch.Tensor,
-    weight: torch.Tensor,
-    train: torch.Tensor,
-    val: torch.Tensor,
-    cfg: InteractionTrainConfig,
-    rng: np.random.Generator,
-    member: int,
-    show_progress: bool,
-    val_groups: np.ndarray | None,
-) -> tuple[Potential, list[float]]:
-    """Freeze ``base`` and fit a correction network to ``target`` − base; return their
-    exact sum as one Potential and the validation history.
-
-    The frozen base keeps the 6D shape it learned from thousands of xTB points wherever
-    the few reference points say nothing; the small, weight-decayed correction learns the
-    smoother reference − xTB difference.
-    """
-    with torch.no_grad():
-        resid = target - _interaction(base, feats)
-    corr = Potential(config=model_cfg.model_copy(update={"hidden": cfg.residual_hidden}))
-    corr = corr.to(torch.float32)
-    corr.feature_mean.copy_(base.feature_mean)
-    corr.feature_std.copy_(base.feature_std)
-    corr.energy_scale.fill_(max(float(resid[train].std()) / 4.0, 1e-4))
-    corr.prepared.fill_(True)
-    h = _fit(
-        corr,
-        feats,
-        resid,
-        weight,
-        train,
-        val,
-        cfg.model_copy(update={"weight_decay": cfg.residual_weight_decay}),
-        cfg.epochs,
-        rng,
-        f"member {member} correction",
-        show_progress,
-        val_groups,
-        cfg.learning_rate,
-    )
-    return summed_potential(base, corr), h
+def _prepared_potential(
+    model_cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor, scale: float
+) -> Potential:
+    """A fresh float32 member with the descriptor standardisation and energy scale set."""
+    pot = Potential(config=model_cfg).to(torch.float32)
+    pot.feature_mean.copy_(mean)
+    pot.feature_std.copy_(std)
+    pot.energy_scale.fill_(max(scale, 1e-4))
+    pot.prepared.fill_(True)
+    return pot
 
 
 def train_interaction_committee(
@@ -385,7 +350,10 @@ def train_interaction_committee(
     split for early stopping): thousands of cheap points teach the shape of the 6D surface,
     the reference points then correct the level — the model itself stays a pure NNP.
     With ``residual_hidden`` the pretrained network is frozen and a separate correction
-    network learns reference − pretrained (see :func:`_fit_residual`).
+    network learns reference − pretrained: the frozen network keeps the 6D shape it
+    learned from thousands of xTB points wherever the few reference points say nothing,
+    the small, weight-decayed correction learns the smoother reference − xTB difference;
+    the two are summed into one Potential.
     """
     cfg = (
         config
@@ -400,6 +368,11 @@ def train_interaction_committee(
         raise InputError("no training points (split has no 'train')")
     if not np.isfinite(e_int[split != "test"]).all():
         raise InputError("training/validation energies must be finite")
+    if cfg.residual_hidden and (pretrain is None or cfg.pretrain_epochs == 0):
+        raise InputError(
+            "residual_hidden fits a correction on top of the xTB-pretrained network: give "
+            "pretrain=(dimers, e_int) and pretrain_epochs > 0, or drop residual_hidden"
+        )
     if groups is not None and len(groups) != len(e_int):
         raise InputError("groups must have one entry (the dimer's name) per point")
     model_cfg = ModelConfig(
@@ -442,11 +415,7 @@ def train_interaction_committee(
     for k in range(cfg.members):
         torch.manual_seed(cfg.seed * 7919 + k)
         rng = np.random.default_rng([cfg.seed, k])
-        pot = Potential(config=model_cfg).to(torch.float32)
-        pot.feature_mean.copy_(mean)
-        pot.feature_std.copy_(std)
-        pot.energy_scale.fill_(float(target[tr].std()) / 4.0)
-        pot.prepared.fill_(True)
+        pot = _prepared_potential(model_cfg, mean, std, float(target[tr].std()) / 4.0)
         entry: dict[str, Any] = {}
         if pre is not None:
             pf, pt, pw, ptr, pva = pre
@@ -467,26 +436,36 @@ def train_interaction_committee(
         w = weight.clone()
         if cfg.members > 1:  # Bayesian bootstrap: Dirichlet weights on the training points
             w[tr] = w[tr] * torch.as_tensor(rng.dirichlet(np.ones(len(tr))) * len(tr))
-        if pre is not None and cfg.residual_hidden:
-            pot, h = _fit_residual(
-                pot, model_cfg, feats, target, w, tr, va, cfg, rng, k, show_progress, val_groups
+        fit_pot, fit_target, fit_cfg = pot, target, cfg
+        lr = cfg.finetune_learning_rate if pre is not None else cfg.learning_rate
+        if cfg.residual_hidden:  # freeze pot; fit a correction to reference − pot
+            with torch.no_grad():
+                fit_target = target - _interaction(pot, feats)
+            fit_pot = _prepared_potential(
+                model_cfg.model_copy(update={"hidden": cfg.residual_hidden}),
+                mean,
+                std,
+                float(fit_target[tr].std()) / 4.0,
             )
-        else:
-            h = _fit(
-                pot,
-                feats,
-                target,
-                w,
-                tr,
-                va,
-                cfg,
-                cfg.epochs,
-                rng,
-                f"member {k}",
-                show_progress,
-                val_groups,
-                cfg.finetune_learning_rate if pre is not None else cfg.learning_rate,
-            )
+            fit_cfg = cfg.model_copy(update={"weight_decay": cfg.residual_weight_decay})
+            lr = cfg.learning_rate
+        h = _fit(
+            fit_pot,
+            feats,
+            fit_target,
+            w,
+            tr,
+            va,
+            fit_cfg,
+            cfg.epochs,
+            rng,
+            f"member {k}",
+            show_progress,
+            val_groups,
+            lr,
+        )
+        if cfg.residual_hidden:
+            pot = summed_potential(pot, fit_pot)
         entry.update(epochs=len(h), best_val_mae=min(h))
         pot.metadata = {"trained_on": "dimer interaction energies", "member": k}
         members.append(pot)
