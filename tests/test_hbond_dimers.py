@@ -175,6 +175,29 @@ def test_generate_labels_on_dask_writes_netcdf_and_resumes_from_the_cache(tmp_pa
     with pytest.raises(InputError, match="seed 7 was already used"):
         extend_scan(r["path"], n_random=3, seed=7, show_progress=False)
 
+    # query by committee: of 40 random placements, the 2 the shipped committee disagrees
+    # on most join as the "active" family, always in training, never held out
+    from nnp_lab.apps.hbond.active_scan import extend_by_spread
+    from nnp_lab.apps.hbond.model import held_out_split, point_families, training_points
+
+    model = RESOURCES / "hbond_committee.pt"
+    act = extend_by_spread(r["path"], model, 2, seed=8, pool=40, show_progress=False)
+    assert act["computed"] == act["added"] == 2 and act["points"] == ext["points"] + 2
+    assert np.all(act["spread"] >= np.median(act["pool_spread"]))
+    grown = load_scan(r["path"])
+    assert list(grown["family"].values[-2:]) == ["active"] * 2
+    assert (grown["status"].values == "ok").all()
+    record = json.loads(grown.attrs["extensions"])[-1]
+    assert record["select"] == "committee spread" and record["seed"] == 8
+    assert len(record["model_sha256"]) == 64
+    np.testing.assert_array_equal(grown["e_int"].values[: ext["points"]], big["e_int"].values)
+    _, _, names = training_points([grown])
+    split = held_out_split(names, families=point_families([grown]))
+    assert (split[-2:] == "train").all()
+    np.testing.assert_array_equal(split[: ext["points"]], held_out_split(names[: ext["points"]]))
+    with pytest.raises(InputError, match="seed 8 was already used"):
+        extend_by_spread(r["path"], model, 2, seed=8, pool=40, show_progress=False)
+
 
 def test_ccsd_t_calibration_of_the_mp2_reference():
     """The shipped CCSD(T) subset (aug-cc-pVDZ, CP, conventional integrals): near the

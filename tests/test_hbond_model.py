@@ -17,6 +17,7 @@ from nnp_lab.apps.hbond.model import (
     held_out_split,
     interaction_energies,
     labelled,
+    point_families,
     train_interaction_committee,
     training_points,
 )
@@ -45,7 +46,7 @@ def test_held_out_mae_per_dimer(model, report):
     dimer), the report's numbers, and better than GFN2-xTB on the same points."""
     scans = [load_scan(p) for p in scan_paths(RESOURCES)]
     dimers, e, names = training_points(scans)
-    split = held_out_split(names)
+    split = held_out_split(names, families=point_families(scans))
     pred = interaction_energies(model, dimers)["mean"]
     xtb = np.concatenate([s["e_int_xtb"].values[labelled(s)] for s in scans])
     test = split == "test"

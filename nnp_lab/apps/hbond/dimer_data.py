@@ -317,6 +317,99 @@ def generate(
     return paths
 
 
+def _scan_labeler(old: xr.Dataset, path: Path) -> PySCFLabeler:
+    """The reference labeler rebuilt from a scan's recorded settings (refused if they differ)."""
+    spec = get_dimer(str(old.attrs["dimer"]))
+    settings = json.loads(old.attrs["reference_settings"])
+    labeler = reference_labeler(
+        spec,
+        method=settings["method"],
+        basis=settings["basis"],
+        density_fit=bool(settings.get("density_fit", False)),
+    )
+    if json.dumps(labeler.settings(), sort_keys=True) != old.attrs["reference_settings"]:
+        raise InputError(
+            f"{path} was labelled with {old.attrs['reference_settings']}, which this version "
+            f"rebuilds as {json.dumps(labeler.settings(), sort_keys=True)}; regenerate the scan"
+        )
+    return labeler
+
+
+def used_seeds(scan: xr.Dataset) -> list[int]:
+    """Seeds already drawn for a scan: 0 (the original draw) and every extension's."""
+    return [0] + [int(e["seed"]) for e in json.loads(scan.attrs.get("extensions", "[]"))]
+
+
+def random_candidates(scan: xr.Dataset, n: int, seed: int) -> list[Atoms]:
+    """``n`` random rigid-body placements (``random`` family of :func:`scan_points`,
+    clashes dropped) around the scan's stored equilibrium, drawn with ``seed``."""
+    if seed in used_seeds(scan):
+        raise InputError(
+            f"seed {seed} was already used for this scan (used: {used_seeds(scan)}); pick another"
+        )
+    if n < 1:
+        raise InputError(f"the number of random points must be at least 1, got {n}")
+    spec = get_dimer(str(scan.attrs["dimer"]))
+    eq = HBondCoords(**json.loads(scan.attrs["equilibrium"]))
+    return [
+        d for d in dimer_structures(spec, eq, n_random=n, seed=seed) if d.info["family"] == "random"
+    ]
+
+
+def append_points(
+    path: str | os.PathLike,
+    structures: Sequence[Atoms],
+    record: dict[str, Any],
+    cache: str | os.PathLike | None = None,
+    n_workers: int = 1,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Label ``structures`` (each with ``info['family']``) at the scan's own reference level
+    and with GFN2-xTB and append them to the scan at ``path``, replaced atomically.
+
+    ``record`` (JSON-able, with the ``seed`` of the draw) joins the scan's ``extensions``
+    attribute. Resumable through the SQLite ``cache`` (default: ``labels.sqlite`` beside
+    the scan). Returns the ``path``, the ``added`` and total ``points`` and how many
+    reference calculations were ``computed``.
+    """
+    from nnp_lab.active.oracle import DaskOracle
+
+    path = Path(path)
+    old = load_scan(path)
+    if int(record["seed"]) in used_seeds(old):
+        raise InputError(f"seed {record['seed']} was already used for {path}; pick another")
+    if not structures:
+        raise InputError("no structures to append")
+    labeler = _scan_labeler(old, path)
+    spec = get_dimer(str(old.attrs["dimer"]))
+    eq = HBondCoords(**json.loads(old.attrs["equilibrium"]))
+    cache_path = Path(cache) if cache is not None else path.parent / "labels.sqlite"
+    oracle = DaskOracle(labeler, cache=cache_path, config={"n_workers": n_workers})
+    with oracle:
+        results = oracle.label(list(structures), show_progress=show_progress)
+    xtb = xtb_interaction(structures)
+    e_eq = float(old.attrs["equilibrium_e_int_xtb"])
+    new = scan_dataset(spec, structures, results, xtb, labeler, eq, e_eq)
+    new = new.assign_coords(point=np.arange(len(structures)) + old.sizes["point"])
+    parts = [old, new.drop_vars("numbers")]
+    for k in ("family", "status", "error"):  # fixed-width strings: widen before joining
+        width = max(int(p[k].dtype.itemsize // 4) for p in parts)
+        parts = [p.assign({k: p[k].astype(f"<U{max(width, 1)}")}) for p in parts]
+    ds = xr.concat(parts, dim="point", data_vars="all")
+    ds.attrs = dict(old.attrs)
+    ext = json.loads(old.attrs.get("extensions", "[]"))
+    ext.append({**record, "added": len(structures)})
+    ds.attrs["extensions"] = json.dumps(ext)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
+    return {
+        "path": path,
+        "added": len(structures),
+        "points": ds.sizes["point"],
+        "computed": oracle.computed,
+    }
+
+
 def extend_scan(
     path: str | os.PathLike,
     n_random: int,
@@ -331,63 +424,17 @@ def extend_scan(
     stored equilibrium with a new ``seed`` (the original draw used seed 0; a seed already
     used is refused, as it would repeat points), labelled at the scan's own reference level
     (its recorded settings are rebuilt and compared) and with GFN2-xTB, and the extended
-    dataset replaces the file atomically. Resumable through the SQLite ``cache`` (default:
-    ``labels.sqlite`` beside the scan). Returns the ``path``, the ``added`` and total
-    ``points`` and how many reference calculations were ``computed``.
+    dataset replaces the file atomically (see :func:`append_points`).
     """
-    from nnp_lab.active.oracle import DaskOracle
-
-    path = Path(path)
-    old = load_scan(path)
-    ext = json.loads(old.attrs.get("extensions", "[]"))
-    used = [0] + [int(e["seed"]) for e in ext]
-    if seed in used:
-        raise InputError(f"seed {seed} was already used for {path} (used: {used}); pick another")
-    if n_random < 1:
-        raise InputError(f"n_random must be at least 1, got {n_random}")
-    spec = get_dimer(str(old.attrs["dimer"]))
-    eq = HBondCoords(**json.loads(old.attrs["equilibrium"]))
-    settings = json.loads(old.attrs["reference_settings"])
-    labeler = reference_labeler(
-        spec,
-        method=settings["method"],
-        basis=settings["basis"],
-        density_fit=bool(settings.get("density_fit", False)),
+    structures = random_candidates(load_scan(path), n_random, seed)
+    return append_points(
+        path,
+        structures,
+        {"seed": seed, "n_random": n_random},
+        cache=cache,
+        n_workers=n_workers,
+        show_progress=show_progress,
     )
-    if json.dumps(labeler.settings(), sort_keys=True) != old.attrs["reference_settings"]:
-        raise InputError(
-            f"{path} was labelled with {old.attrs['reference_settings']}, which this version "
-            f"rebuilds as {json.dumps(labeler.settings(), sort_keys=True)}; regenerate the scan"
-        )
-    structures = [
-        d
-        for d in dimer_structures(spec, eq, n_random=n_random, seed=seed)
-        if d.info["family"] == "random"
-    ]
-    cache_path = Path(cache) if cache is not None else path.parent / "labels.sqlite"
-    oracle = DaskOracle(labeler, cache=cache_path, config={"n_workers": n_workers})
-    with oracle:
-        results = oracle.label(structures, show_progress=show_progress)
-    xtb = xtb_interaction(structures)
-    e_eq = float(old.attrs["equilibrium_e_int_xtb"])
-    new = scan_dataset(spec, structures, results, xtb, labeler, eq, e_eq)
-    new = new.assign_coords(point=np.arange(len(structures)) + old.sizes["point"])
-    parts = [old, new.drop_vars("numbers")]
-    for k in ("family", "status", "error"):  # fixed-width strings: widen before joining
-        width = max(int(p[k].dtype.itemsize // 4) for p in parts)
-        parts = [p.assign({k: p[k].astype(f"<U{max(width, 1)}")}) for p in parts]
-    ds = xr.concat(parts, dim="point", data_vars="all")
-    ds.attrs = dict(old.attrs)
-    ext.append({"seed": seed, "n_random": n_random, "added": len(structures)})
-    ds.attrs["extensions"] = json.dumps(ext)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp)
-    return {
-        "path": path,
-        "added": len(structures),
-        "points": ds.sizes["point"],
-        "computed": oracle.computed,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

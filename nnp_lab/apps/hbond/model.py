@@ -45,6 +45,8 @@ from nnp_lab.models.descriptor import DescriptorConfig, linear_shifts
 from nnp_lab.models.potential import ModelConfig, Potential
 
 SPECIES = ("H", "C", "N", "O")
+#: scan family of points chosen by committee disagreement (never held out for testing)
+ACTIVE_FAMILY = "active"
 
 
 def hbond_descriptor() -> DescriptorConfig:
@@ -210,16 +212,33 @@ def _interaction(pot: Potential, f: _Features) -> torch.Tensor:
 
 
 def held_out_split(
-    dimer_names: np.ndarray, test_fraction: float = 0.15, val_fraction: float = 0.1, seed: int = 0
+    dimer_names: np.ndarray,
+    test_fraction: float = 0.15,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    families: np.ndarray | None = None,
 ) -> np.ndarray:
     """``train`` / ``val`` / ``test`` label per point, drawn per dimer.
 
     Each dimer's draw is seeded by ``seed`` and the dimer's name alone, so a dimer's test
-    points stay the same whichever other dimers are trained beside it.
+    points stay the same whichever other dimers are trained beside it. Points of the
+    ``active`` family (placed where a committee disagreed most, see
+    :mod:`~nnp_lab.apps.hbond.active_scan`) are a biased sample: they always train, and
+    the split of the other points is the one drawn without them.
     """
+    dimer_names = np.asarray(dimer_names)
+    if families is not None and len(families) != len(dimer_names):
+        raise InputError("families must have one entry (the scan family) per point")
+    active = (
+        np.asarray(families) == ACTIVE_FAMILY
+        if families is not None
+        else np.zeros(len(dimer_names), bool)
+    )
     out = np.full(len(dimer_names), "train", dtype=object)
     for name in sorted(set(dimer_names)):
-        idx = np.nonzero(dimer_names == name)[0]
+        idx = np.nonzero((dimer_names == name) & ~active)[0]
+        if not len(idx):
+            continue
         rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])
         perm = rng.permutation(idx)
         n_test = max(1, round(test_fraction * len(idx)))
@@ -246,6 +265,11 @@ def training_points(scans: Sequence[xr.Dataset]) -> tuple[list[Atoms], np.ndarra
     if not dimers:
         raise InputError("the scans hold no labelled points to train on")
     return dimers, np.array(energy), np.array(names)
+
+
+def point_families(scans: Sequence[xr.Dataset]) -> np.ndarray:
+    """The scan family of every point :func:`training_points` returns, in its order."""
+    return np.concatenate([ds["family"].values[labelled(ds)].astype(str) for ds in scans])
 
 
 def _weights(e_int: np.ndarray, scale: float) -> torch.Tensor:

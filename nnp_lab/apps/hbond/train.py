@@ -21,10 +21,12 @@ from nnp_lab.apps.hbond.dimer_data import cheap_points, load_scan
 from nnp_lab.apps.hbond.dimers import get_dimer
 from nnp_lab.apps.hbond.maps import equilibrium_of
 from nnp_lab.apps.hbond.model import (
+    ACTIVE_FAMILY,
     InteractionTrainConfig,
     held_out_split,
     interaction_energies,
     labelled,
+    point_families,
     save_model,
     train_interaction_committee,
     training_points,
@@ -71,7 +73,8 @@ def train(
     datasets = [load_scan(p) for p in scans]
     dimers, e_int, names = training_points(datasets)
     xtb = np.concatenate([ds["e_int_xtb"].values[labelled(ds)] for ds in datasets])
-    split = held_out_split(names)
+    families = point_families(datasets)
+    split = held_out_split(names, families=families)
     t0 = time.perf_counter()
     pre_dimers: list = []
     pre_e: list[np.ndarray] = []
@@ -97,9 +100,11 @@ def train(
         pretrain_label_seconds=t_pre,
         pretrain_rule=f"GFN2-xTB on the systematic scans + {n_pretrain} random points per dimer",
         n_points=len(dimers),
+        n_active=int((families == ACTIVE_FAMILY).sum()),
         reference_methods=sorted({ds.attrs["reference_method"] for ds in datasets}),
         test_mae_kcal_mol=error_table(names, split, e_int, pred, xtb),
-        split_rule="held_out_split(names): 15 % test, 10 % val per dimer, seed 0",
+        split_rule="held_out_split(names, families): 15 % test, 10 % val per dimer, seed 0; "
+        "active-family points always train",
     )
     save_model(model, out, report)
     return report
