@@ -197,3 +197,29 @@ def test_residual_network_must_match_the_depth():
         train_interaction_committee(
             dimers, e, held_out_split(names), {"residual_hidden": [8, 4]}, pretrain=None
         )
+
+
+def test_pretraining_count_per_dimer(tmp_path):
+    """``--pretrain-for DIMER=N`` gives one dimer its own number of xTB placements (the
+    formamide dimer's 6D xTB surface needs more than the water dimer's); the report
+    records the counts, and names or counts that cannot be used are refused."""
+    from nnp_lab.apps.hbond.train import _counts, train
+
+    water = [RESOURCES / "water_dimer.nc"]
+    tiny = {"members": 1, "pretrain_epochs": 1, "epochs": 1, "hidden": [4, 4]}
+    small = train(water, tmp_path / "a.pt", tiny, n_pretrain=30)
+    more = train(water, tmp_path / "b.pt", tiny, n_pretrain=30, pretrain_for={"water_dimer": 90})
+    # random placements plus a third as many far ones, less the few that clash
+    assert 70 <= more["pretrain_points"] - small["pretrain_points"] <= 80
+    assert more["pretrain_rule"].endswith("; water_dimer: 90")
+    assert (tmp_path / "b.json").exists()
+    assert _counts(["formamide_dimer=6000", "water_dimer = 10"]) == {
+        "formamide_dimer": 6000,
+        "water_dimer": 10,
+    }
+    with pytest.raises(InputError, match="DIMER=N"):
+        _counts(["formamide_dimer:6000"])
+    with pytest.raises(InputError, match="not among the scans"):
+        train(water, tmp_path / "c.pt", tiny, pretrain_for={"formamide_dimer": 100})
+    with pytest.raises(InputError, match="positive"):
+        train(water, tmp_path / "c.pt", tiny, pretrain_for={"water_dimer": 0})

@@ -68,9 +68,24 @@ def train(
     out: str | Path,
     config: dict[str, Any] | None = None,
     n_pretrain: int = 1500,
+    pretrain_for: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``scans``, save the committee to ``out`` (+ ``.json`` report), return the report."""
+    """Train on ``scans``, save the committee to ``out`` (+ ``.json`` report), return the report.
+
+    ``n_pretrain`` random GFN2-xTB placements per dimer are fitted first; ``pretrain_for``
+    overrides that count for named dimers (``{"formamide_dimer": 6000}``: the 12-atom
+    dimers' 6D xTB surfaces need more points than the water dimer's).
+    """
     datasets = [load_scan(p) for p in scans]
+    pretrain_for = dict(pretrain_for or {})
+    unknown = sorted(set(pretrain_for) - {str(ds.attrs["dimer"]) for ds in datasets})
+    if unknown:
+        raise InputError(
+            f"pretrain_for names {unknown}, which are not among the scans' dimers; give "
+            "counts only for dimers being trained"
+        )
+    if any(n < 1 for n in [n_pretrain, *pretrain_for.values()]):
+        raise InputError("pretraining counts must be positive numbers of placements")
     dimers, e_int, names = training_points(datasets)
     xtb = np.concatenate([ds["e_int_xtb"].values[labelled(ds)] for ds in datasets])
     families = point_families(datasets)
@@ -80,7 +95,8 @@ def train(
     pre_e: list[np.ndarray] = []
     for ds in datasets:
         spec = get_dimer(str(ds.attrs["dimer"]))
-        d, e = cheap_points(spec, equilibrium_of(ds), n_random=n_pretrain)
+        n = pretrain_for.get(spec.name, n_pretrain)
+        d, e = cheap_points(spec, equilibrium_of(ds), n_random=n)
         pre_dimers += d
         pre_e.append(e)
     t_pre = time.perf_counter() - t0
@@ -98,7 +114,8 @@ def train(
         train_seconds=time.perf_counter() - t0,
         pretrain_points=len(pre_dimers),
         pretrain_label_seconds=t_pre,
-        pretrain_rule=f"GFN2-xTB on the systematic scans + {n_pretrain} random points per dimer",
+        pretrain_rule=f"GFN2-xTB on the systematic scans + {n_pretrain} random points per dimer"
+        + "".join(f"; {k}: {v}" for k, v in sorted(pretrain_for.items())),
         n_points=len(dimers),
         n_active=int((families == ACTIVE_FAMILY).sum()),
         reference_methods=sorted({ds.attrs["reference_method"] for ds in datasets}),
@@ -110,6 +127,19 @@ def train(
     return report
 
 
+def _counts(items: Sequence[str]) -> dict[str, int]:
+    """``["formamide_dimer=6000"]`` → ``{"formamide_dimer": 6000}``, with a clear error."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise InputError(
+                f"--pretrain-for expects DIMER=N (e.g. formamide_dimer=6000), got {item!r}"
+            )
+        out[name.strip()] = int(value)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scans", default=str(RESOURCES), help="folder of <dimer>.nc scans")
@@ -117,6 +147,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=400)
     ap.add_argument("--pretrain", type=int, default=1500, help="xTB random points per dimer")
+    ap.add_argument(
+        "--pretrain-for",
+        action="append",
+        default=[],
+        metavar="DIMER=N",
+        help="xTB random points for one dimer instead of --pretrain (repeatable), "
+        "e.g. formamide_dimer=6000",
+    )
     ap.add_argument("--batch-points", type=int, default=None, help="dimers per step")
     ap.add_argument("--hidden", type=int, nargs="+", default=None, help="layer widths")
     ap.add_argument(
@@ -139,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             **({"residual_hidden": args.residual} if args.residual else {}),
         },
         n_pretrain=args.pretrain,
+        pretrain_for=_counts(args.pretrain_for),
     )
     print(f"trained on {report['n_points']} points in {report['train_seconds']:.0f} s")
     print(f"{'dimer':20s} {'n_test':>6s} {'MAE model':>10s} {'MAE xTB':>9s}  (kcal/mol)")
