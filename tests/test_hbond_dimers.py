@@ -143,7 +143,8 @@ def test_generate_labels_on_dask_writes_netcdf_and_resumes_from_the_cache(tmp_pa
     """The scan generator end to end with a cheap reference (HF/STO-3G, CP) on a Dask
     LocalCluster: one netCDF with the level recorded; a second run (as after a kill)
     computes nothing and writes the same energies; extending the scan appends random
-    points labelled at the recorded level and refuses a seed already used."""
+    points labelled at the recorded level and refuses a seed already used; far points
+    (the decay) append the same way and always train."""
     from nnp_lab.apps.hbond.dimer_data import generate
 
     ref = {"method": "hf", "basis": "sto-3g", "density_fit": False}
@@ -197,6 +198,27 @@ def test_generate_labels_on_dask_writes_netcdf_and_resumes_from_the_cache(tmp_pa
     np.testing.assert_array_equal(split[: ext["points"]], held_out_split(names[: ext["points"]]))
     with pytest.raises(InputError, match="seed 8 was already used"):
         extend_by_spread(r["path"], model, 2, seed=8, pool=40, show_progress=False)
+
+    # --far: the decay, 1–5 Å beyond equilibrium, where random placements never reach;
+    # like active points, far points always train
+    far = extend_scan(r["path"], n_random=3, seed=11, family="far", show_progress=False)
+    assert far["computed"] == far["added"] == 3 and far["points"] == act["points"] + 3
+    tail = load_scan(r["path"])
+    assert list(tail["family"].values[-3:]) == ["far"] * 3
+    assert (tail["status"].values == "ok").all()
+    r_far = tail["r_da"].values[-3:]
+    assert ((r_far >= eq["r_da"] + 1 - 1e-9) & (r_far <= eq["r_da"] + 5 + 1e-9)).all()
+    assert json.loads(tail.attrs["extensions"])[-1]["family"] == "far"
+    _, _, names = training_points([tail])
+    split = held_out_split(names, families=point_families([tail]))
+    assert (split[-5:] == "train").all()
+    np.testing.assert_array_equal(split[: ext["points"]], held_out_split(names[: ext["points"]]))
+    with pytest.raises(InputError, match="'random' or 'far'"):
+        extend_scan(r["path"], n_random=3, seed=12, family="near", show_progress=False)
+    from nnp_lab.apps.hbond.dimer_data import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--far"])
 
 
 def test_ccsd_t_calibration_of_the_mp2_reference():

@@ -340,9 +340,12 @@ def used_seeds(scan: xr.Dataset) -> list[int]:
     return [0] + [int(e["seed"]) for e in json.loads(scan.attrs.get("extensions", "[]"))]
 
 
-def random_candidates(scan: xr.Dataset, n: int, seed: int) -> list[Atoms]:
-    """``n`` random rigid-body placements (``random`` family of :func:`scan_points`,
+def random_candidates(scan: xr.Dataset, n: int, seed: int, family: str = "random") -> list[Atoms]:
+    """``n`` random rigid-body placements (the ``random`` family of :func:`scan_points`,
+    or with ``family="far"`` random orientations 1–5 Å beyond equilibrium, the decay;
     clashes dropped) around the scan's stored equilibrium, drawn with ``seed``."""
+    if family not in ("random", "far"):
+        raise InputError(f"family must be 'random' or 'far', got {family!r}")
     if seed in used_seeds(scan):
         raise InputError(
             f"seed {seed} was already used for this scan (used: {used_seeds(scan)}); pick another"
@@ -351,8 +354,9 @@ def random_candidates(scan: xr.Dataset, n: int, seed: int) -> list[Atoms]:
         raise InputError(f"the number of random points must be at least 1, got {n}")
     spec = get_dimer(str(scan.attrs["dimer"]))
     eq = HBondCoords(**json.loads(scan.attrs["equilibrium"]))
+    counts = {"n_random": n} if family == "random" else {"n_random": 0, "n_far": n}
     return [
-        d for d in dimer_structures(spec, eq, n_random=n, seed=seed) if d.info["family"] == "random"
+        d for d in dimer_structures(spec, eq, seed=seed, **counts) if d.info["family"] == family
     ]
 
 
@@ -417,20 +421,23 @@ def extend_scan(
     cache: str | os.PathLike | None = None,
     n_workers: int = 1,
     show_progress: bool = True,
+    family: str = "random",
 ) -> dict[str, Any]:
     """Append ``n_random`` more random rigid-body points to the scan at ``path`` (in place).
 
-    The points are drawn as the ``random`` family of :func:`scan_points` around the scan's
-    stored equilibrium with a new ``seed`` (the original draw used seed 0; a seed already
-    used is refused, as it would repeat points), labelled at the scan's own reference level
-    (its recorded settings are rebuilt and compared) and with GFN2-xTB, and the extended
-    dataset replaces the file atomically (see :func:`append_points`).
+    The points are drawn as the ``random`` family of :func:`scan_points` (or, with
+    ``family="far"``, its ``far`` family: the decay 1–5 Å beyond equilibrium, which the
+    random family never reaches) around the scan's stored equilibrium with a new ``seed``
+    (the original draw used seed 0; a seed already used is refused, as it would repeat
+    points), labelled at the scan's own reference level (its recorded settings are rebuilt
+    and compared) and with GFN2-xTB, and the extended dataset replaces the file atomically
+    (see :func:`append_points`).
     """
-    structures = random_candidates(load_scan(path), n_random, seed)
+    structures = random_candidates(load_scan(path), n_random, seed, family)
     return append_points(
         path,
         structures,
-        {"seed": seed, "n_random": n_random},
+        {"seed": seed, "n_random": n_random, "family": family},
         cache=cache,
         n_workers=n_workers,
         show_progress=show_progress,
@@ -455,7 +462,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="append --random more random points drawn with SEED to the existing "
         "OUT/<dimer>.nc files instead of generating them",
     )
+    ap.add_argument(
+        "--far",
+        action="store_true",
+        help="with --extend: draw the points 1–5 Å beyond equilibrium (the decay; "
+        "they always train) instead of around it",
+    )
     args = ap.parse_args(argv)
+    if args.far and args.extend is None:
+        ap.error("--far appends to existing scans: give --extend SEED as well")
     if args.extend is not None:
         for name in args.dimers:
             r = extend_scan(
@@ -464,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.extend,
                 cache=args.cache,
                 n_workers=args.workers,
+                family="far" if args.far else "random",
             )
             print(
                 f"{name}: {r['added']} points added ({r['computed']} computed), "

@@ -47,6 +47,10 @@ from nnp_lab.models.potential import ModelConfig, Potential
 SPECIES = ("H", "C", "N", "O")
 #: scan family of points chosen by committee disagreement (never held out for testing)
 ACTIVE_FAMILY = "active"
+FAR_FAMILY = "far"
+#: families that always train: chosen on purpose (committee spread, the decay), not a
+#: random sample of the scan, so they would bias a held-out test
+TRAIN_ONLY_FAMILIES = (ACTIVE_FAMILY, FAR_FAMILY)
 
 
 def hbond_descriptor() -> DescriptorConfig:
@@ -223,14 +227,15 @@ def held_out_split(
     Each dimer's draw is seeded by ``seed`` and the dimer's name alone, so a dimer's test
     points stay the same whichever other dimers are trained beside it. Points of the
     ``active`` family (placed where a committee disagreed most, see
-    :mod:`~nnp_lab.apps.hbond.active_scan`) are a biased sample: they always train, and
-    the split of the other points is the one drawn without them.
+    :mod:`~nnp_lab.apps.hbond.active_scan`) and of the ``far`` family (reference points
+    appended in the decay, 1–5 Å beyond equilibrium) are not a random sample of the scan:
+    they always train, and the split of the other points is the one drawn without them.
     """
     dimer_names = np.asarray(dimer_names)
     if families is not None and len(families) != len(dimer_names):
         raise InputError("families must have one entry (the scan family) per point")
     active = (
-        np.asarray(families) == ACTIVE_FAMILY
+        np.isin(np.asarray(families), TRAIN_ONLY_FAMILIES)
         if families is not None
         else np.zeros(len(dimer_names), bool)
     )
