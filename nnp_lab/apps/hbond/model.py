@@ -234,14 +234,14 @@ def held_out_split(
     dimer_names = np.asarray(dimer_names)
     if families is not None and len(families) != len(dimer_names):
         raise InputError("families must have one entry (the scan family) per point")
-    active = (
+    train_only = (
         np.isin(np.asarray(families), TRAIN_ONLY_FAMILIES)
         if families is not None
         else np.zeros(len(dimer_names), bool)
     )
     out = np.full(len(dimer_names), "train", dtype=object)
     for name in sorted(set(dimer_names)):
-        idx = np.nonzero((dimer_names == name) & ~active)[0]
+        idx = np.nonzero((dimer_names == name) & ~train_only)[0]
         if not len(idx):
             continue
         rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])

@@ -22,6 +22,7 @@ from nnp_lab.apps.hbond.dimers import get_dimer
 from nnp_lab.apps.hbond.maps import equilibrium_of
 from nnp_lab.apps.hbond.model import (
     ACTIVE_FAMILY,
+    TRAIN_ONLY_FAMILIES,
     InteractionTrainConfig,
     held_out_split,
     interaction_energies,
@@ -121,7 +122,7 @@ def train(
         reference_methods=sorted({ds.attrs["reference_method"] for ds in datasets}),
         test_mae_kcal_mol=error_table(names, split, e_int, pred, xtb),
         split_rule="held_out_split(names, families): 15 % test, 10 % val per dimer, seed 0; "
-        "active-family points always train",
+        f"{' and '.join(TRAIN_ONLY_FAMILIES)} family points always train",
     )
     save_model(model, out, report)
     return report
