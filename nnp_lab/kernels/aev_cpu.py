@@ -16,13 +16,25 @@ Derivatives:
 
 The extension is built with ``torch.utils.cpp_extension.load_inline`` into
 ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) under a name that hashes
-its source and flags, so editing the C++ rebuilds it. Flags: ``-O3 -fopenmp`` and no
+its source, flags and the torch and Python versions, so editing the C++ or upgrading torch
+rebuilds it. Flags: ``-O3 -fopenmp`` and no
 ``-ffast-math`` (the float32 results must match the reference to 1e-5 relative).
+
+Concurrent builds are serialised by an ``fcntl`` lock on ``<name>.flock`` beside the build
+folder, which the kernel releases when its holder dies. torch's own marker (a ``lock`` file
+in the build folder, created and removed around every build *and* every up-to-date check)
+outlives a process killed in between — a job or test worker stopped with SIGKILL — and then
+makes every later build wait forever; holding the ``fcntl`` lock proves no live build owns
+the marker, so it is removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import logging
+import os
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -39,19 +51,31 @@ SOURCE_PATH = Path(__file__).with_name("csrc") / "aev_cpu.cpp"
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
 
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _extension: ModuleType | None = None
 
 
 def extension_name() -> str:
-    """Module name of the extension: a hash of its source and flags (edits rebuild it)."""
+    """Module name of the extension: a hash of its source, flags, torch and Python versions
+    (edits and upgrades rebuild it; venvs with different torch builds do not share it)."""
     digest = hashlib.sha256(SOURCE_PATH.read_bytes())
     digest.update(" ".join(CFLAGS + LDFLAGS).encode())
+    digest.update(f"{torch.__version__} {sys.version_info[:2]}".encode())
     return f"nnp_lab_aev_cpu_{digest.hexdigest()[:16]}"
 
 
+def build_directory() -> Path:
+    """Where the extension is built: ``$TORCH_EXTENSIONS_DIR/<name>`` (torch's default root
+    when the variable is unset)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    return Path(root) / extension_name()
+
+
 def load_extension(verbose: bool = False) -> ModuleType:
-    """Compile (first call on a machine, ~1 min) or load the C++ extension.
+    """Compile (first call on a machine, ~30 s) or load the C++ extension.
 
     Raises:
         RuntimeError: when the compiler is missing or compilation fails.
@@ -61,14 +85,23 @@ def load_extension(verbose: bool = False) -> ModuleType:
         if _extension is None:
             from torch.utils.cpp_extension import load_inline
 
+            folder = build_directory()
             try:
-                _extension = load_inline(
-                    name=extension_name(),
-                    cpp_sources=[SOURCE_PATH.read_text()],
-                    extra_cflags=list(CFLAGS),
-                    extra_ldflags=list(LDFLAGS),
-                    verbose=verbose,
-                )
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder.with_name(folder.name + ".flock"), "a") as guard:
+                    fcntl.flock(guard, fcntl.LOCK_EX)  # released on close or death
+                    stale = folder / "lock"
+                    if stale.exists():  # no live build holds it: we hold the guard
+                        _log.warning("removing %s left by a killed build", stale)
+                        stale.unlink()
+                    _extension = load_inline(
+                        name=extension_name(),
+                        cpp_sources=[SOURCE_PATH.read_text()],
+                        extra_cflags=list(CFLAGS),
+                        extra_ldflags=list(LDFLAGS),
+                        build_directory=str(folder),
+                        verbose=verbose,
+                    )
             except Exception as exc:
                 raise RuntimeError(
                     f"could not build the 'cpu' AEV extension from {SOURCE_PATH} "
