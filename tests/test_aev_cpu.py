@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -423,9 +425,6 @@ def test_a_killed_build_does_not_block_later_builds(tmp_path):
     """A process killed inside torch's build step leaves its ``lock`` marker behind; torch
     would wait on it forever. Two fresh processes, started together on such a folder, both
     get a working extension (one builds, the other waits for it and loads the result)."""
-    import subprocess
-    import sys
-
     from nnp_lab.kernels.aev_cpu import extension_name
 
     folder = tmp_path / extension_name()
@@ -442,7 +441,11 @@ def test_a_killed_build_does_not_block_later_builds(tmp_path):
         )
         for _ in range(2)
     ]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
+    try:  # well inside pytest's own timeout, so a hang fails here and kills both
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out
     values = [out.strip().splitlines()[-1].split() for out in outs]

@@ -95,7 +95,7 @@ def load_extension(verbose: bool = False) -> ModuleType:
                         _log.warning("removing %s left by a killed build", stale)
                         stale.unlink()
                     _extension = load_inline(
-                        name=extension_name(),
+                        name=folder.name,
                         cpp_sources=[SOURCE_PATH.read_text()],
                         extra_cflags=list(CFLAGS),
                         extra_ldflags=list(LDFLAGS),
